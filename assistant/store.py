@@ -1,0 +1,347 @@
+"""The Chroma store: a local PersistentClient by default, a Chroma server when `chroma_url` is set.
+
+Two collections per store:
+- `<name>_chunks`: one record per chunk, written through llama-index's ChromaVectorStore so that
+  llama-index retrievers read it back as nodes. Its collection metadata is the store's manifest
+  (embedding model, chunk settings, generation).
+- `<name>_papers`: one record per paper (whole abstract, title, links, the mean of its chunk
+  vectors). A paper record is written only after all of its chunks, so it doubles as the commit
+  marker that makes an interrupted ingest resumable.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from llama_index.core.schema import BaseNode, TextNode
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+from assistant.corpus import Paper
+from assistant.embedding import embedder_id
+from assistant.errors import StoreError
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+PAGE = 2_000  # records per Chroma get() page, to bound memory on large stores
+
+
+@dataclass(frozen=True)
+class PaperRecord:
+    id: str
+    title: str
+    abstract: str
+    url: str
+    links: tuple[str, ...]
+    source: str
+    authors: str = ""
+    year: str = ""
+
+
+def expected_manifest(settings: Settings) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "embed_model": embedder_id(settings),
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+    }
+
+
+def store_label(settings: Settings) -> str:
+    return settings.chroma_url or str(settings.store_dir)
+
+
+def _client(settings: Settings) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise StoreError(f"ASSISTANT_CHROMA_URL {settings.chroma_url!r} is not an http(s) URL")
+        try:
+            return chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"cannot reach the Chroma server at {settings.chroma_url}: {exc}",
+                hint="start it with `chroma run --path DIR`, or unset ASSISTANT_CHROMA_URL to use "
+                "the local store",
+                status=503,
+            ) from exc
+    settings.store_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+    except Exception as exc:
+        raise StoreError(
+            f"the store at {settings.store_dir} cannot be opened ({type(exc).__name__}: {exc})",
+            hint="rebuild it with `assistant ingest --rebuild`",
+            status=503,
+        ) from exc
+
+
+def wipe_local_store(store_dir: Path) -> None:
+    """Delete a local store directory, refusing anything that does not look like one."""
+    if not store_dir.exists():
+        return
+    entries = [p for p in store_dir.iterdir() if p.name not in (".gitkeep", ".ingest.lock")]
+    ours = {"chroma.sqlite3", "bm25"}
+    if entries and not any(p.name in ours for p in entries):
+        raise StoreError(
+            f"{store_dir} holds files that are not a store; refusing to delete them",
+            hint="point ASSISTANT_STORE_DIR at an empty or store directory",
+        )
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    for entry in entries:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+class PaperStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.label = store_label(settings)
+        self.client = _client(settings)
+        self._open_collections()
+
+    def _open_collections(self) -> None:
+        try:
+            self.chunks = self.client.get_or_create_collection(
+                f"{self.settings.collection}_chunks",
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+            self.papers = self.client.get_or_create_collection(
+                f"{self.settings.collection}_papers",
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except Exception as exc:
+            raise self._unavailable(exc) from exc
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+
+    def _unavailable(self, exc: Exception) -> StoreError:
+        if self.settings.chroma_url:
+            return StoreError(
+                f"the Chroma server at {self.settings.chroma_url} is not answering "
+                f"({type(exc).__name__})",
+                hint="check that `chroma run` is up; the app reconnects once it is back",
+                status=503,
+            )
+        return StoreError(
+            f"the store at {self.settings.store_dir} is unreadable ({type(exc).__name__}: {exc})",
+            hint="rebuild it with `assistant ingest --rebuild`",
+            status=503,
+        )
+
+    # --- manifest -------------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return dict(self.chunks.metadata or {})
+
+    @property
+    def generation(self) -> int:
+        return int(self.manifest.get("generation", 0))
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.manifest.get("dirty", False))
+
+    def check_compatible(self) -> None:
+        """A store built with another model or chunking cannot be mixed with these settings."""
+        current = self.manifest
+        if "embed_model" not in current:
+            return
+        expected = expected_manifest(self.settings)
+        diffs = [
+            f"{key}: store has {current.get(key)!r}, settings ask for {value!r}"
+            for key, value in expected.items()
+            if current.get(key) != value
+        ]
+        if diffs:
+            raise StoreError(
+                f"the store at {self.label} was built with other settings ({'; '.join(diffs)})",
+                hint="rebuild it with `assistant ingest --rebuild`, or set the settings back",
+            )
+
+    def set_manifest(self, *, generation: int, dirty: bool) -> None:
+        metadata = {**expected_manifest(self.settings), "generation": generation, "dirty": dirty}
+        self.chunks.modify(metadata=metadata)
+
+    # --- reads ----------------------------------------------------------------------------
+    def count_chunks(self) -> int:
+        return int(self.chunks.count())
+
+    def count_papers(self) -> int:
+        return int(self.papers.count())
+
+    def _pages(self, collection: Any, include: list[str], **where: Any) -> Iterator[dict]:
+        offset = 0
+        while True:
+            page = collection.get(include=include, limit=PAGE, offset=offset, **where)
+            if not page["ids"]:
+                return
+            yield page
+            offset += len(page["ids"])
+
+    def paper_hashes(self) -> dict[str, str]:
+        hashes: dict[str, str] = {}
+        for page in self._pages(self.papers, ["metadatas"]):
+            for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
+                hashes[pid] = str((meta or {}).get("paper_hash", ""))
+        return hashes
+
+    def chunk_paper_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for page in self._pages(self.chunks, []):
+            ids.update(cid.rsplit("-", 1)[0] for cid in page["ids"])
+        return ids
+
+    def paper_titles(self) -> dict[str, str]:
+        titles: dict[str, str] = {}
+        for page in self._pages(self.papers, ["metadatas"]):
+            for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
+                titles[pid] = str((meta or {}).get("title", ""))
+        return titles
+
+    def get_papers(self, ids: Sequence[str]) -> dict[str, PaperRecord]:
+        if not ids:
+            return {}
+        got = self.papers.get(ids=list(ids), include=["documents", "metadatas"])
+        return {
+            pid: _record(pid, doc, meta)
+            for pid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
+
+    def all_papers(self) -> list[PaperRecord]:
+        records = []
+        for page in self._pages(self.papers, ["documents", "metadatas"]):
+            for pid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"],
+                                      strict=True):
+                records.append(_record(pid, doc, meta))
+        return records
+
+    def paper_vectors(self) -> tuple[list[str], np.ndarray]:
+        ids: list[str] = []
+        rows: list[np.ndarray] = []
+        for page in self._pages(self.papers, ["embeddings"]):
+            ids.extend(page["ids"])
+            rows.append(np.asarray(page["embeddings"], dtype=np.float32))
+        return ids, (np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
+
+    def all_chunk_nodes(self) -> list[BaseNode]:
+        nodes: list[BaseNode] = []
+        for page in self._pages(self.chunks, ["documents", "metadatas"]):
+            for doc, meta in zip(page["documents"], page["metadatas"], strict=True):
+                node = metadata_dict_to_node(meta, text=doc)
+                nodes.append(node)
+        return nodes
+
+    # --- writes ---------------------------------------------------------------------------
+    def write_papers(self, items: Sequence[tuple[Paper, list[TextNode], np.ndarray]]) -> None:
+        """(Re)write papers: old records and chunks go first, the paper record last."""
+        ids = [paper.id for paper, _, _ in items]
+        self.papers.delete(ids=ids)
+        self.chunks.delete(where={"paper_id": {"$in": ids}})
+        nodes: list[BaseNode] = []
+        for _paper, paper_nodes, vectors in items:
+            for node, vector in zip(paper_nodes, vectors, strict=True):
+                node.embedding = vector.tolist()
+                nodes.append(node)
+        if nodes:
+            self.vector_store.add(nodes)
+        self.papers.upsert(
+            ids=ids,
+            documents=[paper.abstract for paper, _, _ in items],
+            metadatas=[_paper_meta(paper, len(nodes_)) for paper, nodes_, _ in items],
+            embeddings=[_mean_vector(vectors) for _, _, vectors in items],
+        )
+
+    def delete_papers(self, ids: Sequence[str]) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), PAGE):
+            batch = ids[start : start + PAGE]
+            self.papers.delete(ids=batch)
+            self.chunks.delete(where={"paper_id": {"$in": batch}})
+
+    def reset(self) -> None:
+        for name in (self.chunks.name, self.papers.name):
+            self.client.delete_collection(name)
+        self._open_collections()
+
+
+def _mean_vector(vectors: np.ndarray) -> list[float]:
+    mean = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(mean)) or 1.0
+    return (mean / norm).tolist()
+
+
+def _paper_meta(paper: Paper, n_chunks: int) -> dict[str, Any]:
+    return {
+        "title": paper.title,
+        "paper_hash": paper.content_hash,
+        "n_chunks": n_chunks,
+        "url": paper.link,
+        "links": " ".join(paper.links),
+        "source": paper.source,
+        "authors": paper.authors,
+        "year": paper.year,
+    }
+
+
+def _record(pid: str, doc: str | None, meta: dict | None) -> PaperRecord:
+    meta = meta or {}
+    return PaperRecord(
+        id=pid,
+        title=str(meta.get("title", "")),
+        abstract=doc or "",
+        url=str(meta.get("url", "")),
+        links=tuple(str(meta.get("links", "")).split()),
+        source=str(meta.get("source", "")),
+        authors=str(meta.get("authors", "")),
+        year=str(meta.get("year", "")),
+    )
+
+
+@contextmanager
+def ingest_lock(settings: Settings) -> Iterator[None]:
+    """One writer per store. A local file lock: it covers every process on this machine, which is
+    where ingests of a local store run (for a shared Chroma server, run ingests from one host)."""
+    from filelock import FileLock, Timeout
+
+    settings.store_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(settings.store_dir / ".ingest.lock"))
+    try:
+        lock.acquire(timeout=settings.ingest_lock_timeout)
+    except Timeout:
+        raise StoreError(
+            f"another ingest is writing to {store_label(settings)}; waited "
+            f"{settings.ingest_lock_timeout:g}s",
+            hint="wait for it to finish, or raise ASSISTANT_INGEST_LOCK_TIMEOUT",
+            status=409,
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
