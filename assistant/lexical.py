@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +22,34 @@ from assistant.store import PaperStore
 log = logging.getLogger(__name__)
 
 STAMP = "assistant_stamp.json"
+PREFIX = 8
+WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+class Vocabulary:
+    """The corpus vocabulary (BM25's stemmed terms), to tell whether a question's words occur in
+    the corpus at all: one signal for abstaining."""
+
+    def __init__(self, retriever: BM25Retriever | None) -> None:
+        import Stemmer
+        from bm25s.stopwords import STOPWORDS_EN
+
+        self._stem = Stemmer.Stemmer("english")
+        self._stop = set(STOPWORDS_EN)
+        self.terms: set[str] = set(retriever.bm25.vocab_dict) if retriever is not None else set()
+        # Prefixes let "echocardiography" count as known when the corpus says "echocardiogram".
+        self._prefixes = {t[:PREFIX] for t in self.terms if len(t) >= PREFIX}
+
+    def unknown_share(self, text: str) -> float:
+        words = [w for w in WORD.findall(text.lower()) if w not in self._stop]
+        if not words:
+            return 1.0
+        unknown = [
+            w for w in words
+            if self._stem.stemWord(w) not in self.terms
+            and not (len(w) >= PREFIX + 2 and w[:PREFIX] in self._prefixes)
+        ]
+        return len(unknown) / len(words)
 
 
 def _stamp(store: PaperStore) -> dict[str, int | str]:

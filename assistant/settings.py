@@ -98,6 +98,27 @@ class Settings(BaseSettings):
         description="Best dense cosine similarity below which retrieval reports that the corpus "
         "does not cover the question.",
     )
+    abstain_confident_similarity: float = Field(
+        0.40,
+        description="Best dense similarity at or above which the corpus covers the question; "
+        "between the two thresholds the question's vocabulary decides.",
+    )
+    abstain_max_unknown_share: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description="Share of a question's content words missing from the corpus vocabulary at "
+        "which a moderately similar question is treated as not covered.",
+    )
+    literal_max_terms: int = Field(
+        4, ge=0, description="Name-like question terms searched verbatim in the chunks."
+    )
+    literal_weight: float = Field(
+        2.0, ge=0, description="Fusion weight of the verbatim-term ranking (dense and BM25: 1)."
+    )
+    literal_candidates: int = Field(
+        100, ge=1, description="Chunks fetched per verbatim term."
+    )
     entity_match_threshold: float = Field(
         0.88, ge=0, le=1, description="Fuzzy-match ratio needed to resolve a name to a title."
     )

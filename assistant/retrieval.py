@@ -1,0 +1,244 @@
+"""Hybrid retrieval grouped by paper: dense (Chroma through llama-index) + BM25 (bm25s), fused by
+reciprocal rank, with named papers always included and an abstention signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from bm25s.stopwords import STOPWORDS_EN
+from llama_index.core import VectorStoreIndex
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+from assistant.embedding import Embedder, LlamaIndexEmbedding
+from assistant.lexical import Vocabulary, load_bm25
+from assistant.settings import Settings
+from assistant.store import PaperStore
+from assistant.titles import TOKEN, EntityMatch, TitleIndex, is_namelike
+
+log = logging.getLogger(__name__)
+
+STOPWORDS = set(STOPWORDS_EN)
+QuestionKind = Literal["factual", "list", "comparative"]
+
+COMPARE = re.compile(
+    r"\b(compar\w*|vs\.?|versus|differ\w*|difference|contrast\w*|better than|outperform\w*|"
+    r"similarit\w*|same as|against|both)\b",
+    re.IGNORECASE,
+)
+LIST = re.compile(
+    r"^\s*(which|what|list|name|find|show|are there|give me)\b.{0,40}\b(papers?|studies|works?|"
+    r"methods|models|approaches|articles|systems|benchmarks|datasets|surveys)\b"
+    r"|\b(papers?|studies|works|articles)\s+(that|which|on|about|using|proposing)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Passage:
+    chunk_id: str
+    text: str
+    score: float
+    similarity: float | None = None  # cosine with the question, where dense search saw it
+
+
+@dataclass
+class PaperHit:
+    paper_id: str
+    title: str
+    url: str
+    score: float
+    passages: list[Passage] = field(default_factory=list)
+    named: bool = False  # the question names this paper
+
+    @property
+    def best_similarity(self) -> float:
+        sims = [p.similarity for p in self.passages if p.similarity is not None]
+        return max(sims) if sims else 0.0
+
+
+@dataclass
+class RetrievalResult:
+    question: str
+    kind: QuestionKind
+    papers: list[PaperHit]
+    covered: bool  # False: nothing in the corpus is about the question; the answer should abstain
+    best_similarity: float
+    entities: list[EntityMatch] = field(default_factory=list)
+    query_vector: np.ndarray | None = None
+
+
+def classify(question: str, n_entities: int) -> QuestionKind:
+    if n_entities >= 2 and COMPARE.search(question):
+        return "comparative"
+    if LIST.search(question):
+        return "list"
+    return "factual"
+
+
+def literal_terms(question: str) -> list[str]:
+    """Name-like words (acronyms, CamelCase, with digits) and capitalised words inside the
+    sentence ("Mamba-based" gives "Mamba"), at least three characters long."""
+    terms: list[str] = []
+    for i, match in enumerate(TOKEN.finditer(question)):
+        token = match.group(0)
+        parts = [token] if is_namelike(token) or "-" not in token else token.split("-")
+        for part in parts:
+            proper = i > 0 and part[:1].isupper() and part.lower() not in STOPWORDS
+            if len(part) >= 3 and (is_namelike(part) or proper) and part not in terms:
+                terms.append(part)
+    return terms
+
+
+def rrf(rankings: list[list[str]], k: float, weights: list[float] | None = None
+        ) -> dict[str, float]:
+    """Weighted reciprocal-rank fusion. llama-index's QueryFusionRetriever hard-codes k=60, takes
+    no per-list weights in RRF mode and keys nodes by content hash; this keeps the constant and the
+    weights settings and keys by chunk id."""
+    scores: dict[str, float] = defaultdict(float)
+    for i, ranking in enumerate(rankings):
+        weight = weights[i] if weights else 1.0
+        for rank, key in enumerate(ranking):
+            scores[key] += weight / (k + rank + 1)
+    return scores
+
+
+class HybridRetriever:
+    def __init__(self, settings: Settings, store: PaperStore, embedder: Embedder) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """(Re)load the in-memory parts: BM25 and the title index. Called after an ingest."""
+        with self._lock:
+            index = VectorStoreIndex.from_vector_store(
+                self.store.vector_store, embed_model=LlamaIndexEmbedding(self.embedder)
+            )
+            self.dense = index.as_retriever(similarity_top_k=self.settings.dense_candidates)
+            self.bm25 = load_bm25(self.store, self.settings.bm25_dir, self.settings.bm25_candidates)
+            self.titles = TitleIndex(self.store.paper_titles())
+            self.vocabulary = Vocabulary(self.bm25)
+            self.generation = self.store.generation
+
+    def retrieve(self, question: str, k: int | None = None, *, kind: QuestionKind | None = None,
+                 extra_paper_ids: list[str] | None = None) -> RetrievalResult:
+        entities = self.titles.resolve(question, self.settings.entity_match_threshold)
+        kind = kind or classify(question, len(entities))
+        k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
+        query_vector = self.embedder.embed([question])[0]
+        bundle = QueryBundle(query_str=question, embedding=query_vector.tolist())
+
+        dense_hits = self.dense.retrieve(bundle) if self.store.count_chunks() else []
+        bm25_hits = self._bm25(bundle)
+        by_id: dict[str, NodeWithScore] = {}
+        similarity: dict[str, float] = {}
+        for hit in dense_hits:
+            by_id[hit.node.node_id] = hit
+            # llama-index's Chroma store reports exp(-cosine distance); recover the cosine.
+            similarity[hit.node.node_id] = 1.0 + math.log(max(hit.score or 1e-9, 1e-9))
+        for hit in bm25_hits:
+            by_id.setdefault(hit.node.node_id, hit)
+        rankings = [[h.node.node_id for h in dense_hits], [h.node.node_id for h in bm25_hits]]
+        literal = self._literal(question, query_vector)
+        for node_id, (node, sim) in literal.items():
+            if node_id not in by_id:
+                by_id[node_id] = NodeWithScore(node=node, score=None)
+            similarity.setdefault(node_id, sim)
+        weights = [1.0, 1.0]
+        if literal:
+            rankings.append(sorted(literal, key=lambda i: literal[i][1], reverse=True))
+            weights.append(self.settings.literal_weight)
+        fused = rrf(rankings, self.settings.rrf_k, weights)
+
+        papers: dict[str, PaperHit] = {}
+        for chunk_id in sorted(fused, key=fused.__getitem__, reverse=True):
+            node = by_id[chunk_id].node
+            pid = str(node.metadata.get("paper_id"))
+            hit = papers.get(pid)
+            if hit is None:
+                hit = papers[pid] = PaperHit(pid, str(node.metadata.get("title", "")),
+                                             str(node.metadata.get("url", "")), 0.0)
+            if len(hit.passages) < self.settings.max_chunks_per_paper:
+                hit.passages.append(Passage(chunk_id, node.get_content(), fused[chunk_id],
+                                            similarity.get(chunk_id)))
+        for hit in papers.values():
+            # A paper's score: its best chunk, plus half its second (abstracts have few chunks).
+            scores = sorted((p.score for p in hit.passages), reverse=True)
+            hit.score = scores[0] + (0.5 * scores[1] if len(scores) > 1 else 0.0)
+
+        named_ids = [e.paper_id for e in entities] + list(extra_paper_ids or [])
+        for pid in dict.fromkeys(named_ids):
+            papers[pid] = self._named_hit(pid, query_vector, papers.get(pid))
+
+        ranked = sorted(papers.values(), key=lambda h: (h.named, h.score), reverse=True)
+        n_named = sum(1 for h in ranked if h.named)
+        ranked = ranked[: max(k, n_named)]
+        best = max(similarity.values(), default=0.0)
+        covered = bool(named_ids) or self._covered(question, best)
+        return RetrievalResult(question, kind, ranked, covered, best, entities, query_vector)
+
+    def _covered(self, question: str, best: float) -> bool:
+        """Whether the corpus is about the question at all: a confident dense match, or a
+        moderate one where the question's words are (nearly) all corpus vocabulary."""
+        if best >= self.settings.abstain_confident_similarity:
+            return True
+        if best < self.settings.abstain_threshold:
+            return False
+        return self.vocabulary.unknown_share(question) < self.settings.abstain_max_unknown_share
+
+    def _literal(self, question: str, query_vector: np.ndarray) -> dict[str, tuple[TextNode, float]]:
+        """Chunks containing the question's name-like terms verbatim ("MIMIC-IV", "RWKV"): a
+        keyword sub-query, ranked by similarity, that dense and BM25 both tend to dilute."""
+        terms = literal_terms(question)
+        found: dict[str, tuple[TextNode, float]] = {}
+        for term in terms[: self.settings.literal_max_terms]:
+            got = self.store.chunks.get(
+                where_document={"$contains": term}, limit=self.settings.literal_candidates,
+                include=["documents", "metadatas", "embeddings"],
+            )
+            if not got["ids"]:
+                continue
+            sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
+            for i, chunk_id in enumerate(got["ids"]):
+                node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
+                found[chunk_id] = (node, float(sims[i]))
+        return found
+
+    def _bm25(self, bundle: QueryBundle) -> list[NodeWithScore]:
+        if self.bm25 is None or not re.search(r"\w\w", bundle.query_str):
+            return []
+        try:
+            return [h for h in self.bm25.retrieve(bundle) if (h.score or 0) > 0]
+        except (ValueError, IndexError) as exc:  # bm25s rejects queries with no known tokens
+            log.debug("bm25 skipped: %s", exc)
+            return []
+
+    def _named_hit(self, pid: str, query_vector: np.ndarray, hit: PaperHit | None) -> PaperHit:
+        """A per-entity sub-query: the named paper's own chunks ranked against the question."""
+        got = self.store.chunks.get(where={"paper_id": pid},
+                                    include=["documents", "metadatas", "embeddings"])
+        if not got["ids"]:
+            if hit:
+                hit.named = True
+                return hit
+            title = self.titles.titles.get(pid, "")
+            return PaperHit(pid, title, "", 0.0, named=True)
+        sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
+        order = np.argsort(-sims)[: self.settings.max_chunks_per_paper]
+        meta = got["metadatas"][0] or {}
+        passages = [Passage(got["ids"][i], got["documents"][i], float(sims[i]), float(sims[i]))
+                    for i in order]
+        score = hit.score if hit else 0.0
+        return PaperHit(pid, str(meta.get("title", "")), str(meta.get("url", "")), score,
+                        passages, named=True)

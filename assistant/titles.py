@@ -1,0 +1,121 @@
+"""Resolving the names a question uses ("SegMamba", "Swin SMT", "ChatCAD+") to paper titles.
+
+Hand-written because no retrieval library resolves short system names against a title list: the
+aliases come from the titles themselves (the part before the colon, and distinctive CamelCase /
+acronym / digit-bearing tokens), matched exactly after normalisation, and fuzzily with difflib for
+near misses ("Segmamba", "MedVit", "SwinSMT").
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from assistant.corpus import normalize_title
+
+TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-+&.]*[A-Za-z0-9+]|[A-Za-z0-9]")
+# Words that look like names in titles but name no single system.
+GENERIC = {
+    "2d", "3d", "ct", "mri", "pet", "x ray", "llm", "llms", "ai", "ml", "vlm", "vlms", "mllm",
+    "mllms", "covid 19", "u net", "unet", "gpt 4", "gpt 4v", "chatgpt", "rl", "ehr", "ehrs", "qa",
+    "vqa", "nlp", "cnn", "cnns", "gan", "gans", "vit", "sam", "sam 2", "sam2", "rag", "ecg", "eeg",
+    "icu", "us", "ii", "iii", "kan", "lora", "mamba", "rwkv", "lstm", "mae", "bert", "clip",
+}
+MAX_PAPERS_PER_ALIAS = 2
+
+
+@dataclass(frozen=True)
+class EntityMatch:
+    name: str  # as written in the question
+    paper_id: str
+    title: str
+    exact: bool
+
+
+def is_namelike(token: str) -> bool:
+    letters = [c for c in token if c.isalpha()]
+    if len(token) < 3 and not token.isupper():
+        return False
+    has_inner_upper = any(c.isupper() for c in token[1:])
+    has_digit = any(c.isdigit() for c in token) and bool(letters)
+    return has_inner_upper or has_digit or token.endswith("+") or (token.isupper() and len(token) >= 3)
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[^a-z0-9+]", "", text.lower())
+
+
+class TitleIndex:
+    def __init__(self, titles: Mapping[str, str]) -> None:
+        """`titles` maps paper id -> exact title."""
+        self.titles = dict(titles)
+        aliases: dict[str, set[str]] = defaultdict(set)
+        for pid, title in self.titles.items():
+            for alias in self._aliases(title):
+                aliases[alias].add(pid)
+        self.aliases = {
+            a: ids for a, ids in aliases.items()
+            if len(ids) <= MAX_PAPERS_PER_ALIAS and normalize_title(a) not in GENERIC
+        }
+        self._by_compact: dict[str, set[str]] = defaultdict(set)
+        for alias, ids in self.aliases.items():
+            self._by_compact[_compact(alias)].update(ids)
+        self._normalized_titles = {pid: normalize_title(t) for pid, t in self.titles.items()}
+
+    @staticmethod
+    def _aliases(title: str) -> set[str]:
+        found: set[str] = set()
+        head, sep, _ = title.partition(":")
+        if sep and 1 <= len(head.split()) <= 4:
+            found.add(head.strip())
+        for token in TOKEN.findall(title):
+            if is_namelike(token):
+                found.add(token)
+                # "SAM-Med2D" is also called "SAM Med2D"; "VM-UNet" also "VMUNet".
+        return {a for a in found if len(_compact(a)) >= 3}
+
+    def resolve(self, question: str, threshold: float = 0.88) -> list[EntityMatch]:
+        """Papers the question names, in the order the names appear."""
+        matches: dict[str, EntityMatch] = {}
+        positions: dict[str, int] = {}
+        norm_q = f" {normalize_title(question)} "
+        compact_q = _compact(question)
+        # 1. a whole title quoted or pasted into the question
+        for pid, ntitle in self._normalized_titles.items():
+            if len(ntitle) > 20 and f" {ntitle} " in norm_q:
+                matches[pid] = EntityMatch(self.titles[pid], pid, self.titles[pid], True)
+                positions[pid] = norm_q.index(ntitle)
+        # 2. exact aliases, word-bounded; multi-word aliases also match written together
+        for alias, ids in self.aliases.items():
+            nalias = normalize_title(alias)
+            pos = norm_q.find(f" {nalias} ")
+            if pos < 0 and " " in nalias and len(_compact(alias)) >= 5:
+                pos = compact_q.find(_compact(alias))
+                pos = pos * len(norm_q) // max(len(compact_q), 1) if pos >= 0 else -1
+            if pos >= 0:
+                for pid in ids:
+                    if pid not in matches:
+                        matches[pid] = EntityMatch(alias, pid, self.titles[pid], True)
+                        positions[pid] = pos
+        # 3. near misses of name-like words in the question
+        for match in TOKEN.finditer(question):
+            word = match.group(0)
+            cw = _compact(word)
+            if len(cw) < 5 or normalize_title(word) in GENERIC:
+                continue
+            if not is_namelike(word) and not word[0].isupper():
+                continue
+            if cw in self._by_compact:
+                candidates = [(1.0, cw)]
+            else:
+                close = difflib.get_close_matches(cw, self._by_compact.keys(), n=2, cutoff=threshold)
+                candidates = [(difflib.SequenceMatcher(None, cw, c).ratio(), c) for c in close]
+            for _ratio, key in candidates[:1]:
+                for pid in self._by_compact[key]:
+                    if pid not in matches:
+                        matches[pid] = EntityMatch(word, pid, self.titles[pid], key == cw)
+                        positions[pid] = len(question[: match.start()])
+        return sorted(matches.values(), key=lambda m: positions[m.paper_id])
