@@ -26,6 +26,9 @@ URL = re.compile(r"https?://[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 CODE_HOSTS = ("github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "zenodo.org")
+# Only these end a line. str.splitlines() also splits on U+2028/U+2029, NEL, form feeds and other
+# separators, which occur inside scraped abstracts and (unescaped, legally) inside JSON strings.
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,13 @@ def _decode(path: Path, raw: bytes) -> str:
     return text
 
 
+def _lines(text: str) -> list[str]:
+    lines = LINE_BREAK.split(text)
+    if lines and not lines[-1]:
+        lines.pop()  # the break that ends the last line does not start another
+    return lines
+
+
 def _make_paper(path: Path, line: int, title: str, abstract: str, **extra: str) -> Paper:
     title = clean_text(title)
     abstract = clean_text(abstract)
@@ -188,7 +198,7 @@ def _make_paper(path: Path, line: int, title: str, abstract: str, **extra: str) 
 
 
 def _parse_listing(path: Path, text: str) -> list[Paper]:
-    lines = text.splitlines()
+    lines = _lines(text)
     start = 0
     while start < len(lines) and (not lines[start].strip() or LISTING_HEADER.match(lines[start])):
         start += 1
@@ -251,7 +261,7 @@ def _record_to_paper(path: Path, line: int, record: dict[str, object]) -> Paper:
 
 def _parse_jsonl(path: Path, text: str) -> list[Paper]:
     papers = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_lines(text), start=1):
         if not raw.strip():
             continue
         try:
@@ -267,20 +277,24 @@ def _parse_jsonl(path: Path, text: str) -> list[Paper]:
 
 
 def _parse_csv(path: Path, text: str) -> list[Paper]:
+    # A plain reader, not DictReader: it yields blank lines too, so each record's first line is
+    # known (a quoted abstract can span many lines; errors name the line the record starts on).
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        fields = reader.fieldnames or []
-        missing = [c for c in ("title", "abstract") if c not in fields]
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next((row for row in reader if row), [])  # leading blank lines are skipped
+        missing = [c for c in ("title", "abstract") if c not in header]
         if missing:
-            raise CorpusError(f"{path}:1: CSV header lacks column(s) {', '.join(missing)}")
+            raise CorpusError(f"{path}:{max(reader.line_num, 1)}: CSV header lacks column(s) "
+                              f"{', '.join(missing)}")
         papers = []
-        for row in reader:
-            if None in row:
-                raise CorpusError(f"{path}:{reader.line_num}: more cells than header columns")
-            if not any((v or "").strip() for v in row.values()):
+        start = reader.line_num + 1
+        for cells in reader:
+            line, start = start, reader.line_num + 1
+            if len(cells) > len(header):
+                raise CorpusError(f"{path}:{line}: more cells than header columns")
+            if not any(c.strip() for c in cells):
                 continue
-            papers.append(_record_to_paper(path, reader.line_num, dict(row)))
+            papers.append(_record_to_paper(path, line, dict(zip(header, cells, strict=False))))
     except csv.Error as exc:
         raise CorpusError(f"{path}: malformed CSV ({exc})") from None
     return papers
-

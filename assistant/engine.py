@@ -1,0 +1,348 @@
+"""The engine every edge uses (CLI, web UI, HTTP API): question (+ conversation) in, retrieval,
+an answer in LLM or offline mode, citations checked, sources out."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from assistant import prompts
+from assistant.citations import (
+    CheckReport,
+    Citation,
+    SentenceVectors,
+    SourceDoc,
+    check_citations,
+    sanitize,
+    source_list,
+)
+from assistant.conversation import Turn, history_text, resolve
+from assistant.embedding import get_embedder
+from assistant.errors import AssistantError
+from assistant.extractive import ExtractiveAnswerer
+from assistant.llm import LLM, LLMError, OpenAICompatibleLLM, complete
+from assistant.retrieval import HybridRetriever, RetrievalResult
+from assistant.settings import Settings
+from assistant.store import PaperRecord, PaperStore
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["llm", "extractive"]
+OFFLINE_NOTE = "_Offline mode: quoting the papers, no text generated._"
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    mode: Mode
+    abstained: bool
+    citations: list[Citation]
+    sources: list[SourceDoc]
+    kind: str = "factual"
+    standalone_question: str = ""
+    notice: str = ""
+    llm_error: str | None = None
+    checks: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def cited_titles(self) -> list[str]:
+        return [c.title for c in self.citations]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "mode": self.mode,
+            "abstained": self.abstained,
+            "citations": [
+                {"n": c.n, "title": c.title, "paper_id": c.paper_id, "url": c.url,
+                 "support": c.support, "flagged": c.flagged}
+                for c in self.citations
+            ],
+            "sources": [
+                {"n": s.n, "title": s.title, "paper_id": s.paper_id, "url": s.url,
+                 "score": round(s.score, 5), "passages": s.passages}
+                for s in self.sources
+            ],
+            "kind": self.kind,
+            "standalone_question": self.standalone_question,
+            "notice": self.notice,
+            "llm_error": self.llm_error,
+            "checks": self.checks,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def clean_question(question: object, max_chars: int) -> str:
+    if not isinstance(question, str):
+        raise AssistantError("the question must be text")
+    text = CONTROL.sub(" ", question).strip()
+    if not text:
+        raise AssistantError("the question is empty: type a question about the papers")
+    if len(text) > max_chars:
+        raise AssistantError(
+            f"the question is {len(text):,} characters long; the limit is {max_chars:,}",
+            hint="shorten it (setting ASSISTANT_MAX_QUESTION_CHARS)",
+        )
+    if not re.search(r"\w", text):
+        raise AssistantError("the question has no words in it: type a question about the papers")
+    return text
+
+
+class Engine:
+    def __init__(self, settings: Settings, *, llm: LLM | None = None) -> None:
+        self.settings = settings
+        self.embedder = get_embedder(settings)
+        self.store = PaperStore(settings)
+        self.store.check_compatible()
+        self.retriever = HybridRetriever(settings, self.store, self.embedder)
+        self.vectors = SentenceVectors(self.embedder)
+        self.extractive = ExtractiveAnswerer(self.vectors, settings.sentences_per_paper)
+        self.llm: LLM | None = llm
+        if self.llm is None and settings.answer_mode != "extractive" and (
+            settings.openai_api_key or settings.openai_base_url
+        ):
+            self.llm = OpenAICompatibleLLM(settings)
+        if settings.answer_mode == "llm" and self.llm is None:
+            raise AssistantError(
+                "answer_mode is 'llm' but no LLM is configured",
+                hint="set OPENAI_API_KEY and/or OPENAI_BASE_URL, or ASSISTANT_LOCAL_MODEL",
+            )
+        self._refresh_lock = threading.Lock()
+
+    # --- state ----------------------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        return "llm" if self.llm is not None else "extractive"
+
+    @property
+    def mode_label(self) -> str:
+        return f"LLM: {self.llm.name}" if self.llm is not None else "offline: quoting the papers"
+
+    def refresh_if_stale(self) -> None:
+        """Pick up ingests made by other processes (the store generation moved on)."""
+        try:
+            generation = self.store.generation
+        except Exception as exc:
+            raise self.store._unavailable(exc) from exc
+        if generation != self.retriever.generation:
+            with self._refresh_lock:
+                if generation != self.retriever.generation:
+                    log.info("store changed (generation %s); reloading indexes", generation)
+                    self.retriever.refresh()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "store": self.store.label,
+            "papers": self.store.count_papers(),
+            "chunks": self.store.count_chunks(),
+            "embedding_model": self.store.manifest.get("embed_model", self.settings.embed_model),
+            "answer_mode": self.mode,
+            "mode_label": self.mode_label,
+            "llm_model": self.llm.name if self.llm else None,
+        }
+
+    def papers(self) -> list[PaperRecord]:
+        return self.store.all_papers()
+
+    # --- retrieval ------------------------------------------------------------------------
+    def search(self, query: str, k: int | None = None) -> RetrievalResult:
+        query = clean_question(query, self.settings.max_question_chars)
+        self.refresh_if_stale()
+        return self._guard(lambda: self.retriever.retrieve(query, k))
+
+    def _guard(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except AssistantError:
+            raise
+        except Exception as exc:  # the store went away mid-request (server down, files removed)
+            if "chroma" in type(exc).__module__.lower() or isinstance(exc, (ConnectionError, OSError)):
+                raise self.store._unavailable(exc) from exc
+            raise
+
+    # --- answering ------------------------------------------------------------------------
+    def ask(self, question: str, history: Sequence[Turn] = (), **options: Any) -> Answer:
+        answer: Answer | None = None
+        for event in self.stream(question, history, **options):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        return answer
+
+    def stream(self, question: str, history: Sequence[Turn] = (), *, mode: Mode | None = None,
+               k: int | None = None, compare_titles: Sequence[str] = ()) -> Iterator[str | Answer]:
+        """Yield the answer's text as it grows (sanitised, citations not yet checked), then the
+        final Answer (checked, with its source list)."""
+        started = time.perf_counter()
+        question = clean_question(question, self.settings.max_question_chars)
+        if len(history) > self.settings.max_turns:
+            raise AssistantError(
+                f"the conversation has {len(history)} messages; the limit is "
+                f"{self.settings.max_turns}",
+                hint="start a new conversation (setting ASSISTANT_MAX_TURNS)",
+            )
+        self.refresh_if_stale()
+        use_llm = self.llm is not None and mode != "extractive"
+
+        resolution = resolve(question, history,
+                             bool(self.retriever.titles.resolve(question)) or bool(compare_titles))
+        standalone = resolution.question
+        if use_llm and resolution.is_followup and history:
+            standalone = self._condense(question, history) or standalone
+        extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
+        kind = "comparative" if len(compare_titles) >= 2 else None
+        result: RetrievalResult = self._guard(
+            lambda: self.retriever.retrieve(standalone, k, kind=kind, extra_paper_ids=extra)
+        )
+        sources = self._sources(result)
+
+        answer = Answer(question=question, answer="", mode="llm" if use_llm else "extractive",
+                        abstained=False, citations=[], sources=sources, kind=result.kind,
+                        standalone_question=standalone)
+        if not result.covered or not sources:
+            answer.abstained = True
+            answer.answer = self._abstain_text(sources)
+            answer.seconds = time.perf_counter() - started
+            yield answer.answer
+            yield answer
+            return
+
+        focus = [s.n for s in sources if s.paper_id in set(extra) | {e.paper_id for e in result.entities}]
+        raw = ""
+        if use_llm:
+            assert self.llm is not None
+            try:
+                for delta in self.llm.stream(self._messages(question, result, sources, history)):
+                    raw += delta
+                    yield sanitize(raw, self._allowed_urls(sources))[0]
+            except LLMError as exc:
+                log.warning("LLM failed, answering offline: %s", exc)
+                answer.mode = "extractive"
+                answer.llm_error = exc.message
+                answer.notice = (f"The language model was unavailable ({exc.message}); this is the "
+                                 "offline answer, quoting the papers.")
+                raw = ""
+        if answer.mode == "extractive":
+            raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
+        elif result.kind == "comparative" and not _has_table(raw, min(len(focus), 4)):
+            # The model's comparison is unusable as a table: build it from the papers themselves.
+            table = self.extractive.compare(standalone, [s for s in sources if s.n in focus])
+            raw = f"{table}\n\n{raw}"
+        final = self._finish(raw, sources, answer)
+        answer.seconds = time.perf_counter() - started
+        yield final
+        yield answer
+
+    def _finish(self, raw: str, sources: list[SourceDoc], answer: Answer) -> str:
+        text, removed_links, removed_html = sanitize(raw, self._allowed_urls(sources))
+        report: CheckReport = check_citations(text, sources, self.vectors,
+                                              self.settings.support_threshold)
+        answer.citations = report.citations
+        answer.checks = {
+            "invented_removed": report.invented,
+            "reattributed": report.reattributed,
+            "flagged": report.flagged,
+            "links_removed": removed_links,
+            "html_removed": removed_html,
+        }
+        body = report.text.strip()
+        if answer.mode == "extractive":
+            body = f"{body}\n\n{OFFLINE_NOTE}"
+        if answer.notice:
+            body = f"_{answer.notice}_\n\n{body}"
+        answer.answer = body + source_list(report.citations)
+        return answer.answer
+
+    def _abstain_text(self, sources: list[SourceDoc]) -> str:
+        total = self.store.count_papers()
+        nearest = "\n".join(f"- {_escape(s.title)}" for s in sources[:3])
+        text = (f"The collection ({total} papers) does not seem to cover this question, so I won't "
+                "answer it from the abstracts.")
+        if nearest:
+            text += f"\n\nThe nearest papers, in case they help:\n{nearest}"
+        return text
+
+    def _sources(self, result: RetrievalResult) -> list[SourceDoc]:
+        records = self.store.get_papers([h.paper_id for h in result.papers])
+        sources = []
+        for n, hit in enumerate(result.papers, start=1):
+            record = records.get(hit.paper_id)
+            sources.append(SourceDoc(
+                n=n, paper_id=hit.paper_id, title=hit.title or (record.title if record else ""),
+                url=(record.url if record else hit.url), abstract=record.abstract if record else "",
+                links=record.links if record else (), score=hit.score,
+                passages=[p.text for p in hit.passages],
+            ))
+        return sources
+
+    def _ids_for(self, titles: Sequence[str]) -> list[str]:
+        from assistant.corpus import paper_id
+
+        known = self.retriever.titles.titles
+        ids = [paper_id(t) for t in titles]
+        return [i for i in dict.fromkeys(ids) if i in known]
+
+    @staticmethod
+    def _allowed_urls(sources: list[SourceDoc]) -> set[str]:
+        return {u for s in sources for u in (s.url, *s.links) if u}
+
+    # --- LLM prompts ----------------------------------------------------------------------
+    def _messages(self, question: str, result: RetrievalResult, sources: list[SourceDoc],
+                  history: Sequence[Turn]) -> list[dict[str, str]]:
+        block = self._source_block(sources)
+        if result.kind == "comparative":
+            named = [s for s in sources if s.paper_id in {e.paper_id for e in result.entities}]
+            names = ", ".join(f"[{s.n}] {s.title}" for s in (named or sources[:2]))
+            user = prompts.render("compare", sources=block, question=question, papers=names)
+        else:
+            user = prompts.render("answer", sources=block, question=question)
+        return [{"role": "system", "content": prompts.render("system")},
+                {"role": "user", "content": user}]
+
+    def _source_block(self, sources: list[SourceDoc]) -> str:
+        """Numbered, delimited sources that fit the context budget: whole abstracts while they fit,
+        then the retrieved passages only."""
+        budget = self.settings.llm_context_chars
+        parts = []
+        for s in sources:
+            body = s.abstract if len(s.abstract) <= budget else " … ".join(s.passages)
+            body = body[: max(budget, 0)]
+            if not body:
+                break
+            parts.append(f"<source {s.n}>\nTitle: {s.title}\nText: {body}\n</source {s.n}>")
+            budget -= len(body) + len(s.title) + 40
+            if budget <= 200:
+                break
+        return "\n\n".join(parts)
+
+    def _condense(self, question: str, history: Sequence[Turn]) -> str | None:
+        assert self.llm is not None
+        try:
+            text = complete(self.llm, [
+                {"role": "user", "content": prompts.render(
+                    "condense", history=history_text(history), question=question)},
+            ]).strip().splitlines()
+        except LLMError as exc:
+            log.warning("condensing the follow-up failed: %s", exc)
+            return None
+        candidate = text[0].strip() if text else ""
+        return candidate if 3 <= len(candidate) <= self.settings.max_question_chars else None
+
+
+def _has_table(text: str, columns: int) -> bool:
+    rows = [line for line in text.splitlines() if line.strip().startswith("|")]
+    return len(rows) >= 3 and all(line.count("|") >= columns + 1 for line in rows[:2])
+
+
+def _escape(text: str) -> str:
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("[", "(").replace("]", ")")
+
+

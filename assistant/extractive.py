@@ -1,0 +1,206 @@
+"""The offline answerer: no LLM, it quotes the sentences of each relevant paper that best answer the
+question, with citations, and builds comparison tables from the papers' own sentences.
+
+Deterministic: the same store and question give the same answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.citations import (
+    SentenceVectors,
+    SourceDoc,
+    content_words,
+    numbers,
+    split_sentences,
+)
+
+ASKS_NUMBER = re.compile(
+    r"\b(how (many|much|accurate|well|fast|large|big)|what (is|are|was|were) the (score|accuracy|"
+    r"auc|dice|size|number)|accuracy|auc|auroc|dice|f1|score|percent|percentage|rate|reduc\w*|"
+    r"improv\w*|achiev\w*|reach\w*|outperform\w*|gain|speed\w*|faster|parameters|sensitivity|"
+    r"specificity|precision|recall|mae|error|metric\w*)\b",
+    re.IGNORECASE,
+)
+ASKS_DATA = re.compile(r"\b(datasets?|data|corpus|cohort|benchmark\w*|trained on|evaluated on)\b", re.I)
+
+# What each comparison row looks for: a description for the embedder and cue words.
+ROWS: dict[str, tuple[str, re.Pattern[str]]] = {
+    "Task": (
+        "the problem or clinical task this work addresses",
+        re.compile(r"\b(aim\w*|goal|address\w*|segmentation|classification|detection|generation|"
+                   r"diagnos\w*|question answering|prediction|reasoning)\b", re.I),
+    ),
+    "Method": (
+        "we propose a novel method, model architecture or framework",
+        re.compile(r"\b(we (propose|present|introduce|develop|design)|(is|are) proposed|novel|named|"
+                   r"called)\b", re.I),
+    ),
+    "Data": (
+        "the datasets, images, patients or benchmarks used for training and evaluation",
+        re.compile(r"\b(datasets?|benchmarks?|cohort|patients|scans|cases|collected|"
+                   r"trained on|evaluated on|[A-Z][A-Za-z]*[A-Z0-9][A-Za-z0-9-]*)\b"),
+    ),
+    "Results": (
+        "experimental results show the method outperforms baselines with higher accuracy",
+        re.compile(r"(\d|\b(outperform\w*|achiev\w*|state-of-the-art|improv\w*|superior|results)\b)",
+                   re.I),
+    ),
+}
+CELL_CHARS = 220
+
+
+@dataclass
+class Quote:
+    source: SourceDoc
+    sentence: str
+    score: float
+
+
+class ExtractiveAnswerer:
+    def __init__(self, vectors: SentenceVectors, sentences_per_paper: int = 2) -> None:
+        self.vectors = vectors
+        self.sentences_per_paper = sentences_per_paper
+
+    def best_sentences(self, question: str, source: SourceDoc, query_vector: np.ndarray,
+                       n: int) -> list[Quote]:
+        sentences = split_sentences(source.abstract)
+        if not sentences:
+            return []
+        sims = self.vectors(sentences) @ query_vector
+        # Words of the paper's own title identify the paper, not the answer within it.
+        q_words = content_words(question) - content_words(source.title)
+        wants_number = bool(ASKS_NUMBER.search(question))
+        wants_data = bool(ASKS_DATA.search(question))
+        scored = []
+        for i, sentence in enumerate(sentences):
+            overlap = len(q_words & content_words(sentence)) / max(len(q_words), 1)
+            score = 0.6 * float(sims[i]) + 0.3 * overlap
+            if wants_number and numbers(sentence):
+                score += 0.15
+            if wants_data and ROWS["Data"][1].search(sentence):
+                score += 0.1
+            scored.append(Quote(source, sentence, score))
+        top = sorted(scored, key=lambda q: q.score, reverse=True)[:n]
+        # Quote in the paper's own order, which reads better.
+        return sorted(top, key=lambda q: sentences.index(q.sentence))
+
+    def answer(self, question: str, kind: str, sources: list[SourceDoc], query_vector: np.ndarray,
+               focus: list[int]) -> str:
+        """`focus`: numbers of the sources the question names (answered first, or alone)."""
+        if kind == "comparative" and len(focus) >= 2:
+            return self.compare(question, [s for s in sources if s.n in focus])
+        if kind == "list":
+            return self._list(question, sources, query_vector)
+        chosen = [s for s in sources if s.n in focus] or self._relevant(question, sources,
+                                                                        query_vector)
+        parts = []
+        for source in chosen:
+            quotes = self.best_sentences(question, source, query_vector, self.sentences_per_paper)
+            if quotes:
+                text = " ".join(_quote_text(q.sentence) for q in quotes)
+                parts.append(f"- *{_inline(source.title)}*: {text} [{source.n}]")
+        return "\n".join(parts)
+
+    def _relevant(self, question: str, sources: list[SourceDoc], query_vector: np.ndarray
+                  ) -> list[SourceDoc]:
+        """The top paper, plus the next ones whose best sentence is nearly as good."""
+        if not sources:
+            return []
+        best = [(self.best_sentences(question, s, query_vector, 1), s) for s in sources[:4]]
+        scores = [q[0].score if q else 0.0 for q, _ in best]
+        top = max(scores)
+        return [s for (q, s), score in zip(best, scores, strict=True)
+                if q and score >= top - 0.08][:3]
+
+    def _list(self, question: str, sources: list[SourceDoc], query_vector: np.ndarray) -> str:
+        lines = [f"{len(sources)} papers in the collection match best:"]
+        for source in sources:
+            quotes = self.best_sentences(question, source, query_vector, 1)
+            quote = f" — {_quote_text(quotes[0].sentence)}" if quotes else ""
+            lines.append(f"- *{_inline(source.title)}* [{source.n}]{quote}")
+        return "\n".join(lines)
+
+    def compare(self, question: str, sources: list[SourceDoc]) -> str:
+        """A side-by-side table, one column per paper, each cell a cited sentence of that paper."""
+        sources = sources[:4]
+        header = "| | " + " | ".join(f"*{_cell(_short_title(s.title))}* [{s.n}]"
+                                         for s in sources) + " |"
+        lines = [header, "|---|" + "---|" * len(sources)]
+        chosen = [self._assign_rows(source) for source in sources]
+        cells: dict[str, list[str]] = {}
+        for row in ROWS:
+            cells[row] = [
+                f"{_cell(_clip(picked[row]))} [{source.n}]" if picked.get(row) else ""
+                for source, picked in zip(sources, chosen, strict=True)
+            ]
+            lines.append(f"| **{row}** | " + " | ".join(cells[row]) + " |")
+        code = [
+            (" ".join(f"[{link}]({link})" for link in s.links if "github" in link or "gitlab" in link)
+             + f" [{s.n}]") if any("github" in x or "gitlab" in x for x in s.links) else "not stated"
+            for s in sources
+        ]
+        lines.append("| **Code** | " + " | ".join(code) + " |")
+        summary = ["", "**In short:**"]
+        for source, method in zip(sources, cells["Method"], strict=True):
+            if method:
+                summary.append(f"- *{_inline(_short_title(source.title))}*: {method}")
+        return "\n".join(lines + summary)
+
+    def _assign_rows(self, source: SourceDoc) -> dict[str, str]:
+        """Give each row the sentence that fits it best, each sentence to one row at most:
+        greedy over all (row, sentence) scores, highest first."""
+        sentences = split_sentences(source.abstract)
+        if not sentences:
+            return {}
+        name = _short_title(source.title).lower() if ":" in source.title else ""
+        sims = self.vectors(sentences) @ self._row_vectors().T  # sentences x rows
+        scored = []
+        for r, (row, (_description, cue)) in enumerate(ROWS.items()):
+            for i, sentence in enumerate(sentences):
+                score = float(sims[i, r]) + (0.3 if cue.search(sentence) else 0.0)
+                if row == "Task" and i == 0:
+                    score += 0.15  # abstracts open with the problem they address
+                if row == "Method" and name and name in sentence.lower():
+                    score += 0.2
+                if row == "Results" and numbers(sentence):
+                    score += 0.2
+                scored.append((score, row, i))
+        picked: dict[str, str] = {}
+        used: set[int] = set()
+        for _score, row, i in sorted(scored, reverse=True):
+            if row not in picked and i not in used:
+                picked[row] = sentences[i]
+                used.add(i)
+        return picked
+
+    def _row_vectors(self) -> np.ndarray:
+        return self.vectors([description for description, _ in ROWS.values()])
+
+
+def _short_title(title: str) -> str:
+    head, sep, _ = title.partition(":")
+    return head if sep and len(head) <= 40 else (title if len(title) <= 60 else title[:57] + "…")
+
+
+def _clip(sentence: str) -> str:
+    if len(sentence) <= CELL_CHARS:
+        return sentence
+    cut = sentence[:CELL_CHARS].rsplit(" ", 1)[0]
+    return cut + " …"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
+
+
+def _inline(text: str) -> str:
+    return text.replace("*", "").replace("[", "(").replace("]", ")")
+
+
+def _quote_text(sentence: str) -> str:
+    return sentence.replace("[", "(").replace("]", ")")
