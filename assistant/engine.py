@@ -25,7 +25,7 @@ from assistant.conversation import Turn, history_text, resolve
 from assistant.embedding import get_embedder
 from assistant.errors import AssistantError
 from assistant.extractive import ExtractiveAnswerer
-from assistant.llm import LLM, LLMError, OpenAICompatibleLLM, complete
+from assistant.llm import LLM, LLMError, complete, make_llm
 from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.settings import Settings
 from assistant.store import PaperRecord, PaperStore
@@ -105,11 +105,7 @@ class Engine:
         self.retriever = HybridRetriever(settings, self.store, self.embedder)
         self.vectors = SentenceVectors(self.embedder)
         self.extractive = ExtractiveAnswerer(self.vectors, settings.sentences_per_paper)
-        self.llm: LLM | None = llm
-        if self.llm is None and settings.answer_mode != "extractive" and (
-            settings.openai_api_key or settings.openai_base_url
-        ):
-            self.llm = OpenAICompatibleLLM(settings)
+        self.llm: LLM | None = llm if llm is not None else make_llm(settings)
         if settings.answer_mode == "llm" and self.llm is None:
             raise AssistantError(
                 "answer_mode is 'llm' but no LLM is configured",

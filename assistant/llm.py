@@ -109,3 +109,22 @@ class ScriptedLLM:
 
 def complete(llm: LLM, messages: list[Message]) -> str:
     return "".join(llm.stream(messages))
+
+
+def make_llm(settings: Settings) -> LLM | None:
+    """The configured LLM, by precedence: a local GGUF model (a llama.cpp server started here),
+    then any OpenAI-compatible endpoint; None means offline (extractive) answers."""
+    if settings.answer_mode == "extractive":
+        return None
+    if settings.local_model:
+        from assistant.local_llm import from_settings
+
+        server = from_settings(settings)
+        assert server is not None
+        server.start()  # stopped at exit by local_llm
+        llm = OpenAICompatibleLLM(settings, base_url=server.base_url, model=settings.local_alias)
+        llm.server = server  # type: ignore[attr-defined]  # keep it alive with the LLM
+        return llm
+    if settings.openai_api_key or settings.openai_base_url:
+        return OpenAICompatibleLLM(settings)
+    return None

@@ -1,0 +1,222 @@
+"""`assistant`: the command line. Errors are printed as one clear message (no traceback) and a
+non-zero exit status; `--debug` shows the traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from assistant.errors import AssistantError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Ask questions about a collection of paper abstracts, with cited answers.")
+T = TypeVar("T")
+STATE: dict[str, Any] = {"debug": False}
+
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store directory (ASSISTANT_STORE_DIR).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _settings(store: Path | None = None, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from assistant.settings import Settings
+
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if store is not None:
+        values["store_dir"] = store
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                             for e in exc.errors())
+        raise AssistantError(f"invalid settings: {problems}") from None
+
+
+def run(fn: Callable[[], T]) -> T:
+    """Translate failures at the edge: AssistantError -> message + exit 2."""
+    try:
+        return fn()
+    except AssistantError as exc:
+        if STATE["debug"]:
+            raise
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if STATE["debug"]:
+            raise
+        typer.secho(f"internal error: {type(exc).__name__}: {exc}", fg=typer.colors.RED, err=True)
+        typer.echo("hint: run again with --debug for the traceback, and report it", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress logs.")] = False,
+) -> None:
+    STATE["debug"] = debug
+    level = logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "bm25s", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Corpus files (.txt, .jsonl, .csv); "
+                                                             "default: the bundled corpus.")] = None,
+    store: StoreOpt = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete the store and build it anew.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove papers not in the inputs.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add papers to the store (idempotent: unchanged papers are skipped)."""
+    from assistant.ingest import ingest as do_ingest
+
+    def go() -> None:
+        summary = do_ingest(_settings(store), paths or None, rebuild=rebuild, prune=prune,
+                            progress=None if not as_json else False)
+        for line in summary.duplicates + summary.warnings:
+            typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+        if as_json:
+            data = summary.as_json()
+            typer.echo(json.dumps({k: data[k] for k in (
+                "papers_added", "papers_updated", "papers_unchanged", "papers_removed",
+                "papers_total", "chunks_total", "seconds")} | {"duplicates": summary.duplicates}))
+        else:
+            typer.echo(summary.line())
+
+    run(go)
+
+
+def _engine(store: Path | None, mode: str | None = None) -> Any:
+    from assistant.engine import Engine
+
+    settings = _settings(store, answer_mode=mode)
+    if settings.store_dir and not settings.chroma_url and not (settings.store_dir / "chroma.sqlite3").exists():
+        raise AssistantError(f"no store at {settings.store_dir}",
+                             hint="build it with `assistant ingest`")
+    return Engine(settings)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+    k: Annotated[int | None, typer.Option("--k", help="Papers to retrieve.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="auto, extractive or llm.")] = None,
+) -> None:
+    """Answer one question with cited sources."""
+
+    def go() -> None:
+        from assistant.engine import clean_question
+
+        clean_question(question, _settings(store).max_question_chars)  # fail fast, before loading
+        engine = _engine(store, mode)
+        answer = engine.ask(question, k=k)
+        if as_json:
+            typer.echo(json.dumps(answer.to_json(), ensure_ascii=False))
+        else:
+            typer.echo(answer.answer)
+
+    run(go)
+
+
+@app.command()
+def chat(store: StoreOpt = None,
+         mode: Annotated[str | None, typer.Option("--mode", help="auto, extractive or llm.")] = None
+         ) -> None:
+    """An interactive multi-turn conversation (/new starts over, /quit or Ctrl-D leaves)."""
+    from assistant.conversation import Turn
+
+    engine = run(lambda: _engine(store, mode))
+    interactive = sys.stdin.isatty()
+    if interactive:
+        typer.echo(f"Answer mode: {engine.mode_label}. Ask about the {engine.store.count_papers()} "
+                   "papers; /new starts over, /quit leaves.")
+    history: list[Turn] = []
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if line.strip() in ("/quit", "/exit"):
+            break
+        if line.strip() == "/new":
+            history = []
+            continue
+        if not line.strip():
+            continue
+        try:
+            answer = engine.ask(line, history[-engine.settings.max_turns + 2:])
+        except AssistantError as exc:
+            typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+            continue
+        typer.echo(f"\n{answer.answer}\n")
+        history += [Turn("user", line), Turn("assistant", answer.answer)]
+
+
+@app.command("eval")
+def evaluate(
+    qa: Annotated[Path, typer.Option("--qa", help="JSONL questions with gold titles.")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+    mode: Annotated[str | None, typer.Option("--mode", help="auto, extractive or llm.")] = None,
+) -> None:
+    """Recall@5/10, MRR, citation and abstention metrics on a question set."""
+    from assistant.evaluation import evaluate as do_eval
+    from assistant.evaluation import format_report, load_questions
+
+    def go() -> None:
+        questions = load_questions(qa)
+        engine = _engine(store, mode)
+        report = do_eval(engine, questions)
+        typer.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
+
+    run(go)
+
+
+@app.command()
+def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """What the store holds and which answer mode is in use."""
+
+    def go() -> None:
+        info = _engine(store).status()
+        typer.echo(json.dumps(info) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+    run(go)
+
+
+@app.command()
+def serve(
+    store: StoreOpt = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 7860).")] = None,
+) -> None:
+    """Start the web UI and the OpenAI-compatible HTTP API."""
+    from assistant.server import serve as do_serve
+
+    run(lambda: do_serve(_settings(store, host=host, port=port)))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""`assistant eval`: retrieval and answer metrics on a JSONL question set.
+
+Each line: {"question": str, "gold_titles": [str], "kind": str?, "must_contain": [str]?}; an empty
+gold list means the corpus cannot answer and the right behaviour is to abstain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.corpus import normalize_title
+from assistant.engine import Engine
+from assistant.errors import AssistantError
+
+
+@dataclass
+class EvalQuestion:
+    question: str
+    gold_titles: list[str]
+    kind: str = "unspecified"
+    must_contain: list[str] = field(default_factory=list)
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    if not path.is_file():
+        raise AssistantError(f"{path}: no such question file")
+    questions = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AssistantError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+            raise AssistantError(f"{path}:{number}: expected an object with a 'question' string")
+        gold = record.get("gold_titles", [])
+        must = record.get("must_contain", [])
+        if not isinstance(gold, list) or not all(isinstance(t, str) for t in gold):
+            raise AssistantError(f"{path}:{number}: 'gold_titles' must be a list of strings")
+        if not isinstance(must, list) or not all(isinstance(t, str) for t in must):
+            raise AssistantError(f"{path}:{number}: 'must_contain' must be a list of strings")
+        questions.append(EvalQuestion(record["question"], gold, str(record.get("kind") or
+                                                                    "unspecified"), must))
+    if not questions:
+        raise AssistantError(f"{path}: no questions")
+    return questions
+
+
+def _norm_number_text(text: str) -> str:
+    # "1,052,730" == "1052730"; case-insensitive
+    return re.sub(r"(?<=\d),(?=\d{3})", "", text).lower()
+
+
+def contains_all(answer: str, needles: list[str]) -> bool:
+    hay = _norm_number_text(answer).replace("\\%", "%")
+    return all(_norm_number_text(n).replace("\\%", "%") in hay for n in needles)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def evaluate(engine: Engine, questions: list[EvalQuestion], *, k: int = 10,
+             on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for i, q in enumerate(questions):
+        started = time.perf_counter()
+        retrieval = engine.search(q.question, k=max(k, 10))
+        answer = engine.ask(q.question)
+        seconds = time.perf_counter() - started
+        retrieved = [h.title for h in retrieval.papers]
+        gold = {normalize_title(t) for t in q.gold_titles}
+        ranked = [normalize_title(t) for t in retrieved]
+        cited = [normalize_title(t) for t in answer.cited_titles]
+        row: dict[str, Any] = {
+            "question": q.question, "kind": q.kind, "gold_titles": q.gold_titles,
+            "retrieved_titles": retrieved, "cited_titles": answer.cited_titles,
+            "abstained": answer.abstained, "answer": answer.answer, "mode": answer.mode,
+            "seconds": round(seconds, 4),
+        }
+        if gold:
+            row["recall@5"] = len(gold & set(ranked[:5])) / len(gold)
+            row["recall@10"] = len(gold & set(ranked[:10])) / len(gold)
+            first = next((r for r, t in enumerate(ranked, start=1) if t in gold), None)
+            row["mrr"] = 1.0 / first if first else 0.0
+            row["cites_all_gold"] = gold <= set(cited)
+            row["cited_precision"] = (len([c for c in cited if c in gold]) / len(cited)) if cited else 0.0
+            if q.must_contain:
+                row["contains_all"] = contains_all(answer.answer, q.must_contain)
+            row["abstained_wrongly"] = answer.abstained
+        else:
+            row["abstained_correctly"] = answer.abstained
+        rows.append(row)
+        if on_progress:
+            on_progress(i + 1, len(questions))
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row["kind"]].append(row)
+    report: dict[str, Any] = {"overall": _summarise(rows), "by_kind": {
+        kind: _summarise(items) for kind, items in sorted(groups.items())}}
+    report["mode"] = engine.mode
+    report["questions"] = rows
+    return report
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [float(r[key]) for r in rows if key in r]
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = [r["seconds"] for r in rows]
+    answerable = [r for r in rows if "recall@5" in r]
+    return {
+        "questions": len(rows),
+        "recall@5": _mean(answerable, "recall@5"),
+        "recall@10": _mean(answerable, "recall@10"),
+        "mrr": _mean(answerable, "mrr"),
+        "cites_all_gold": _mean(answerable, "cites_all_gold"),
+        "cited_precision": _mean(answerable, "cited_precision"),
+        "must_contain": _mean(rows, "contains_all"),
+        "abstention_accuracy": _mean(rows, "abstained_correctly"),
+        "false_abstention": _mean(answerable, "abstained_wrongly"),
+        "latency_p50": round(_percentile(seconds, 0.5), 4),
+        "latency_p95": round(_percentile(seconds, 0.95), 4),
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    columns = ["questions", "recall@5", "recall@10", "mrr", "cites_all_gold", "cited_precision",
+               "must_contain", "abstention_accuracy", "false_abstention", "latency_p50",
+               "latency_p95"]
+    lines = [f"answer mode: {report['mode']}", "| kind | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for name, summary in [("overall", report["overall"]), *report["by_kind"].items()]:
+        cells = ["–" if summary[c] is None else str(summary[c]) for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
