@@ -25,6 +25,9 @@ URL = re.compile(r"https?://[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
 # Zero-width and bidirectional controls: invisible, and able to make a title read differently.
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Lone surrogates (legal as JSON escapes like "\ud800") cannot be encoded to UTF-8: hashing or
+# storing them would crash, so they become the replacement character.
+SURROGATE = re.compile("[\ud800-\udfff]")
 CODE_HOSTS = ("github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "zenodo.org")
 # Only these end a line. str.splitlines() also splits on U+2028/U+2029, NEL, form feeds and other
 # separators, which occur inside scraped abstracts and (unescaped, legally) inside JSON strings.
@@ -79,6 +82,7 @@ def paper_id(title: str) -> str:
 
 
 def clean_text(text: str) -> str:
+    text = SURROGATE.sub("\ufffd", text)
     text = unicodedata.normalize("NFC", text)
     text = INVISIBLE.sub("", text)
     text = CONTROL.sub(" ", text)
@@ -268,6 +272,10 @@ def _parse_jsonl(path: Path, text: str) -> list[Paper]:
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise CorpusError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        except RecursionError:  # valid JSON nested deeper than the parser's stack
+            raise CorpusError(f"{path}:{number}: JSON nested too deeply to be a paper record") from None
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            raise CorpusError(f"{path}:{number}: not a usable JSON record ({exc})") from None
         if not isinstance(record, dict):
             raise CorpusError(
                 f"{path}:{number}: expected a JSON object, got {type(record).__name__}"
@@ -279,8 +287,11 @@ def _parse_jsonl(path: Path, text: str) -> list[Paper]:
 def _parse_csv(path: Path, text: str) -> list[Paper]:
     # A plain reader, not DictReader: it yields blank lines too, so each record's first line is
     # known (a quoted abstract can span many lines; errors name the line the record starts on).
+    # strict: an unterminated quote is an error, not a field that silently swallows every record
+    # after it.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
     try:
-        reader = csv.reader(io.StringIO(text, newline=""))
         header = next((row for row in reader if row), [])  # leading blank lines are skipped
         missing = [c for c in ("title", "abstract") if c not in header]
         if missing:
@@ -296,5 +307,6 @@ def _parse_csv(path: Path, text: str) -> list[Paper]:
                 continue
             papers.append(_record_to_paper(path, line, dict(zip(header, cells, strict=False))))
     except csv.Error as exc:
-        raise CorpusError(f"{path}: malformed CSV ({exc})") from None
+        raise CorpusError(f"{path}:{start}: malformed CSV record ({exc}); check its quotes "
+                          "(an unclosed quote runs to the end of the file)") from None
     return papers

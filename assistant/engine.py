@@ -132,6 +132,7 @@ class Engine:
             with self._refresh_lock:
                 if generation != self.retriever.generation:
                     log.info("store changed (generation %s); reloading indexes", generation)
+                    self.store._open_collections()  # a --rebuild elsewhere makes new collections
                     self.retriever.refresh()
 
     def status(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ index is rebuilt from the store instead of being used stale.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,6 +21,8 @@ from llama_index.retrievers.bm25 import BM25Retriever
 from assistant.store import PaperStore
 
 log = logging.getLogger(__name__)
+# bm25s sets its own logger to DEBUG on import, which floods every CLI run.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 STAMP = "assistant_stamp.json"
 PREFIX = 8
@@ -53,8 +56,13 @@ class Vocabulary:
 
 
 def _stamp(store: PaperStore) -> dict[str, int | str]:
+    # The paper fingerprint catches what generation and chunk count miss: a paper rewritten
+    # outside an ingest with as many chunks as before.
+    digest = hashlib.sha1()
+    for pid, paper_hash in sorted(store.paper_hashes().items()):
+        digest.update(f"{pid}:{paper_hash}\n".encode())
     return {"generation": store.generation, "chunks": store.count_chunks(),
-            "store": store.label}
+            "papers": digest.hexdigest()[:16], "store": store.label}
 
 
 def build_bm25(store: PaperStore, top_k: int) -> BM25Retriever | None:
@@ -70,9 +78,11 @@ def persist_bm25(retriever: BM25Retriever | None, store: PaperStore, directory: 
     tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=directory.parent))
     try:
         if retriever is not None:
-            retriever.persist(str(tmp))
+            retriever.persist(str(tmp), show_progress=False)
         (tmp / STAMP).write_text(json.dumps(_stamp(store)))
         old = directory.with_name(directory.name + ".old")
+        # A crash mid-swap can leave `old` behind, and renaming onto a non-empty folder fails.
+        shutil.rmtree(old, ignore_errors=True)
         if directory.exists():
             os.replace(directory, old)
         os.replace(tmp, directory)

@@ -105,14 +105,29 @@ def wipe_local_store(store_dir: Path) -> None:
             f"{store_dir} holds files that are not a store; refusing to delete them",
             hint="point ASSISTANT_STORE_DIR at an empty or store directory",
         )
-    from chromadb.api.client import SharedSystemClient
-
-    SharedSystemClient.clear_system_cache()
+    _forget_local_client(store_dir)
     for entry in entries:
         if entry.is_dir():
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+def _forget_local_client(store_dir: Path) -> None:
+    """Drop Chroma's cached client system for this one store, so the next client starts afresh on
+    the new files. Not `clear_system_cache()`: that drops every store's system, and a later client
+    of another store then runs a second system beside the live one, whose clients stop seeing new
+    writes in vector search."""
+    from chromadb.api.client import SharedSystemClient
+
+    systems = getattr(SharedSystemClient, "_identifier_to_system", None)
+    refcounts = getattr(SharedSystemClient, "_identifier_to_refcount", None)
+    if not isinstance(systems, dict):  # another chromadb layout: fall back to the blunt reset
+        SharedSystemClient.clear_system_cache()
+        return
+    systems.pop(str(store_dir), None)
+    if isinstance(refcounts, dict):
+        refcounts.pop(str(store_dir), None)
 
 
 class PaperStore:
@@ -157,7 +172,12 @@ class PaperStore:
     # --- manifest -------------------------------------------------------------------------
     @property
     def manifest(self) -> dict[str, Any]:
-        return dict(self.chunks.metadata or {})
+        # Fetched afresh: the Collection object keeps a snapshot, and other processes ingest too.
+        try:
+            fresh = self.client.get_collection(self.chunks.name, embedding_function=None)
+        except Exception as exc:
+            raise self._unavailable(exc) from exc
+        return dict(fresh.metadata or {})
 
     @property
     def generation(self) -> int:

@@ -291,6 +291,24 @@ def test_rebuild_starts_fresh(settings, papers, tmp_path):
     assert lexical.bm25_is_fresh(store, settings.bm25_dir)
 
 
+def test_rebuilding_one_store_keeps_another_stores_open_client_current(tmp_path, papers):
+    """A long-lived client (the app's) on store X must keep seeing X's new chunks in vector
+    search after an unrelated store Y was rebuilt in the same process."""
+    x = make_settings(tmp_path / "x", embed_backend="hash")
+    y = make_settings(tmp_path / "y", embed_backend="hash")
+    small = write_listing(tmp_path / "small.txt", papers[:4])
+    full = write_listing(tmp_path / "full.txt", papers)
+    run(x, [small])
+    app_store = PaperStore(x)
+    run(y, [small], rebuild=True)
+    run(x, [full])
+    total = app_store.count_chunks()
+    assert total == sum(len(c) for c in expected_chunks([full], x).values())
+    query = HashEmbedder().embed(["segmentation"])[0].tolist()
+    found = app_store.chunks.query(query_embeddings=[query], n_results=total)["ids"][0]
+    assert len(found) == total
+
+
 def test_rebuild_refuses_a_directory_that_is_not_a_store(tmp_path, corpus):
     precious = tmp_path / "precious"
     precious.mkdir()
