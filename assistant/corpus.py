@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from assistant.errors import CorpusError
 
@@ -55,7 +56,7 @@ class Paper:
 
     @property
     def code_links(self) -> tuple[str, ...]:
-        return tuple(u for u in self.links if any(h in u.lower() for h in CODE_HOSTS))
+        return tuple(u for u in self.links if is_code_link(u))
 
     @property
     def link(self) -> str:
@@ -67,6 +68,13 @@ class Paper:
 class LoadReport:
     papers: list[Paper]
     duplicates: list[str] = field(default_factory=list)
+
+
+def is_code_link(url: str) -> bool:
+    """A link to a code or data host, by its host name (not a substring anywhere in the URL, which
+    `https://evil.example/?github.com` would pass)."""
+    host = (urlparse(url).hostname or "").lower()
+    return any(host == h or host.endswith("." + h) for h in CODE_HOSTS)
 
 
 def normalize_title(title: str) -> str:
@@ -218,7 +226,9 @@ def _parse_listing(path: Path, text: str) -> list[Paper]:
     papers = []
     for i in range(0, len(body), 2):
         title_line = start + i + 1
-        title = SUBSCRIBE_PREFIX.sub("", body[i].strip())
+        title = body[i].strip()
+        if i == 0:  # only the first title follows the button; "SubscribeNet" elsewhere is a name
+            title = SUBSCRIBE_PREFIX.sub("", title)
         if not body[i].strip():
             raise CorpusError(f"{path}:{title_line}: empty title line")
         if not body[i + 1].strip():
@@ -239,6 +249,11 @@ def _optional_fields(path: Path, line: int, record: dict[str, object]) -> dict[s
         extra[target] = clean_text(str(value))
     if extra.get("url") and not re.match(r"^https?://", extra["url"], re.IGNORECASE):
         raise CorpusError(f"{path}:{line}: field 'url' must be an http(s) URL")
+    # One URL and nothing else: it is rendered as the paper's link, so text such as
+    # `https://a.org/x) ![i](https://evil.example/p.png` must not ride along with it.
+    if extra.get("url") and not URL.fullmatch(extra["url"]):
+        raise CorpusError(f"{path}:{line}: field 'url' must be a single http(s) URL without spaces, "
+                          "quotes or brackets")
     authors = record.get("authors")
     if authors not in (None, "", []):
         if isinstance(authors, str):

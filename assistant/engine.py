@@ -23,7 +23,7 @@ from assistant.citations import (
 )
 from assistant.conversation import Turn, history_text, resolve
 from assistant.embedding import get_embedder
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, StoreError
 from assistant.extractive import ExtractiveAnswerer
 from assistant.llm import LLM, LLMError, complete, make_llm
 from assistant.retrieval import HybridRetriever, RetrievalResult
@@ -124,10 +124,7 @@ class Engine:
 
     def refresh_if_stale(self) -> None:
         """Pick up ingests made by other processes (the store generation moved on)."""
-        try:
-            generation = self.store.generation
-        except Exception as exc:
-            raise self.store._unavailable(exc) from exc
+        generation = self._guard(lambda: self.store.generation)
         if generation != self.retriever.generation:
             with self._refresh_lock:
                 if generation != self.retriever.generation:
@@ -136,7 +133,7 @@ class Engine:
                     self.retriever.refresh()
 
     def status(self) -> dict[str, Any]:
-        return {
+        return self._guard(lambda: {
             "store": self.store.label,
             "papers": self.store.count_papers(),
             "chunks": self.store.count_chunks(),
@@ -144,10 +141,10 @@ class Engine:
             "answer_mode": self.mode,
             "mode_label": self.mode_label,
             "llm_model": self.llm.name if self.llm else None,
-        }
+        })
 
     def papers(self) -> list[PaperRecord]:
-        return self.store.all_papers()
+        return self._guard(self.store.all_papers)
 
     # --- retrieval ------------------------------------------------------------------------
     def search(self, query: str, k: int | None = None) -> RetrievalResult:
@@ -161,7 +158,7 @@ class Engine:
         except AssistantError:
             raise
         except Exception as exc:  # the store went away mid-request (server down, files removed)
-            if "chroma" in type(exc).__module__.lower() or isinstance(exc, (ConnectionError, OSError)):
+            if _store_failure(exc):
                 raise self.store._unavailable(exc) from exc
             raise
 
@@ -178,6 +175,17 @@ class Engine:
                k: int | None = None, compare_titles: Sequence[str] = ()) -> Iterator[str | Answer]:
         """Yield the answer's text as it grows (sanitised, citations not yet checked), then the
         final Answer (checked, with its source list)."""
+        try:
+            yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles)
+        except AssistantError:
+            raise
+        except Exception as exc:  # any store read of the request, not only retrieval
+            if _store_failure(exc):
+                raise self.store._unavailable(exc) from exc
+            raise
+
+    def _stream(self, question: str, history: Sequence[Turn], *, mode: Mode | None,
+                k: int | None, compare_titles: Sequence[str]) -> Iterator[str | Answer]:
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         if len(history) > self.settings.max_turns:
@@ -187,13 +195,20 @@ class Engine:
                 hint="start a new conversation (setting ASSISTANT_MAX_TURNS)",
             )
         self.refresh_if_stale()
+        if self.store.count_papers() == 0:
+            # Missing, emptied or replaced store: say so, rather than "not covered".
+            raise StoreError(f"the store at {self.store.label} holds no papers",
+                             hint="build it with `assistant ingest` (`assistant ingest --rebuild` if it "
+                                  "was damaged)", status=503)
         use_llm = self.llm is not None and mode != "extractive"
 
         resolution = resolve(question, history,
                              bool(self.retriever.titles.resolve(question)) or bool(compare_titles))
         standalone = resolution.question
+        llm_failure: LLMError | None = None
         if use_llm and resolution.is_followup and history:
-            standalone = self._condense(question, history) or standalone
+            condensed, llm_failure = self._condense(question, history)
+            standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
         result: RetrievalResult = self._guard(
@@ -217,6 +232,9 @@ class Engine:
         if use_llm:
             assert self.llm is not None
             try:
+                if llm_failure is not None:
+                    # The model just failed on the follow-up; a second try would double the wait.
+                    raise llm_failure
                 for delta in self.llm.stream(self._messages(question, result, sources, history)):
                     raw += delta
                     yield sanitize(raw, self._allowed_urls(sources))[0]
@@ -320,7 +338,8 @@ class Engine:
                 break
         return "\n\n".join(parts)
 
-    def _condense(self, question: str, history: Sequence[Turn]) -> str | None:
+    def _condense(self, question: str, history: Sequence[Turn]) -> tuple[str | None, LLMError | None]:
+        """The follow-up rewritten as a standalone question, or the LLM's failure."""
         assert self.llm is not None
         try:
             text = complete(self.llm, [
@@ -329,9 +348,17 @@ class Engine:
             ]).strip().splitlines()
         except LLMError as exc:
             log.warning("condensing the follow-up failed: %s", exc)
-            return None
+            return None, exc
         candidate = text[0].strip() if text else ""
-        return candidate if 3 <= len(candidate) <= self.settings.max_question_chars else None
+        return (candidate if 3 <= len(candidate) <= self.settings.max_question_chars else None), None
+
+
+def _store_failure(exc: Exception) -> bool:
+    """An exception from the store's machinery (Chroma, its HTTP client, SQLite, the filesystem),
+    as opposed to a bug: reported as "store unavailable" (503) rather than a traceback."""
+    module = type(exc).__module__.lower()
+    return ("chroma" in module or module.startswith(("httpx", "httpcore", "sqlite3"))
+            or isinstance(exc, (ConnectionError, OSError)))
 
 
 def _has_table(text: str, columns: int) -> bool:

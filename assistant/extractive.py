@@ -7,14 +7,15 @@ Deterministic: the same store and question give the same answer.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from assistant.citations import (
+    STOP,
     SentenceVectors,
     SourceDoc,
-    content_words,
     numbers,
     split_sentences,
 )
@@ -27,6 +28,11 @@ ASKS_NUMBER = re.compile(
     re.IGNORECASE,
 )
 ASKS_DATA = re.compile(r"\b(datasets?|data|corpus|cohort|benchmark\w*|trained on|evaluated on)\b", re.I)
+# One ask per wh-word: "How many slides ..., and on how many tasks ...?" asks two things.
+ASK = re.compile(r"\b(what|which|who|when|where|why|how)\b", re.I)
+# Sentences quoted beyond `sentences_per_paper` for a question that asks several things.
+MAX_EXTRA_SENTENCES = 1
+TERM = re.compile(r"[A-Za-z][A-Za-z0-9\-+]{2,}")
 
 # What each comparison row looks for: a description for the embedder and cue words.
 ROWS: dict[str, tuple[str, re.Pattern[str]]] = {
@@ -68,26 +74,40 @@ class ExtractiveAnswerer:
 
     def best_sentences(self, question: str, source: SourceDoc, query_vector: np.ndarray,
                        n: int) -> list[Quote]:
+        """The `n` sentences that best answer the question, picked one at a time: similarity to
+        the question, plus the question's words (and numbers) that the sentences picked so far do
+        not yet cover, so that a two-part question gets both parts answered."""
         sentences = split_sentences(source.abstract)
         if not sentences:
             return []
         sims = self.vectors(sentences) @ query_vector
         # Words of the paper's own title identify the paper, not the answer within it.
-        q_words = content_words(question) - content_words(source.title)
+        q_terms = _terms(question) - _terms(source.title)
+        terms = [_terms(s) & q_terms for s in sentences]
         wants_number = bool(ASKS_NUMBER.search(question))
         wants_data = bool(ASKS_DATA.search(question))
-        scored = []
-        for i, sentence in enumerate(sentences):
-            overlap = len(q_words & content_words(sentence)) / max(len(q_words), 1)
-            score = 0.6 * float(sims[i]) + 0.3 * overlap
-            if wants_number and numbers(sentence):
-                score += 0.15
-            if wants_data and ROWS["Data"][1].search(sentence):
-                score += 0.1
-            scored.append(Quote(source, sentence, score))
-        top = sorted(scored, key=lambda q: q.score, reverse=True)[:n]
+        chosen: list[Quote] = []
+        covered: set[str] = set()
+        seen_numbers: set[str] = set()
+        remaining = list(range(len(sentences)))
+        while remaining and len(chosen) < n:
+            scored = []
+            for i in remaining:
+                overlap = len(terms[i] - covered) / max(len(q_terms), 1)
+                score = 0.6 * float(sims[i]) + 0.3 * overlap
+                if wants_number and numbers(sentences[i]) - seen_numbers:
+                    score += 0.15
+                if wants_data and ROWS["Data"][1].search(sentences[i]):
+                    score += 0.1
+                scored.append((score, -i))
+            score, neg_i = max(scored)
+            i = -neg_i
+            chosen.append(Quote(source, sentences[i], score))
+            covered |= terms[i]
+            seen_numbers |= numbers(sentences[i])
+            remaining.remove(i)
         # Quote in the paper's own order, which reads better.
-        return sorted(top, key=lambda q: sentences.index(q.sentence))
+        return sorted(chosen, key=lambda q: sentences.index(q.sentence))
 
     def answer(self, question: str, kind: str, sources: list[SourceDoc], query_vector: np.ndarray,
                focus: list[int]) -> str:
@@ -98,9 +118,11 @@ class ExtractiveAnswerer:
             return self._list(question, sources, query_vector)
         chosen = [s for s in sources if s.n in focus] or self._relevant(question, sources,
                                                                         query_vector)
+        n = self.sentences_per_paper + min(max(len(ASK.findall(question)) - 1, 0),
+                                           MAX_EXTRA_SENTENCES)
         parts = []
         for source in chosen:
-            quotes = self.best_sentences(question, source, query_vector, self.sentences_per_paper)
+            quotes = self.best_sentences(question, source, query_vector, n)
             if quotes:
                 text = " ".join(_quote_text(q.sentence) for q in quotes)
                 parts.append(f"- *{_inline(source.title)}*: {text} [{source.n}]")
@@ -180,6 +202,24 @@ class ExtractiveAnswerer:
 
     def _row_vectors(self) -> np.ndarray:
         return self.vectors([description for description, _ in ROWS.values()])
+
+
+_stemmer_lock = threading.Lock()
+_stemmer = None
+
+
+def _terms(text: str) -> set[str]:
+    """Stemmed content words ("trained", "training" -> "train"), acronyms included; "GPUs" ->
+    "gpu"."""
+    global _stemmer
+    words = [w[:-1] if re.fullmatch(r"[A-Z0-9]{2,}s", w) else w for w in TERM.findall(text)]
+    words = [w.lower() for w in words if w.lower() not in STOP]
+    with _stemmer_lock:
+        if _stemmer is None:
+            import Stemmer
+
+            _stemmer = Stemmer.Stemmer("english")
+        return set(_stemmer.stemWords(words))
 
 
 def _short_title(title: str) -> str:

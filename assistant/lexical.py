@@ -43,6 +43,16 @@ class Vocabulary:
         # Prefixes let "echocardiography" count as known when the corpus says "echocardiogram".
         self._prefixes = {t[:PREFIX] for t in self.terms if len(t) >= PREFIX}
 
+    def variant_prefixes(self, text: str) -> list[str]:
+        """Prefixes of the text's words that the corpus only has with another suffix
+        ("echocardiography" when the corpus says "echocardiogram"), for a prefix search."""
+        prefixes = []
+        for w in WORD.findall(text.lower()):
+            if (w not in self._stop and len(w) >= PREFIX + 2 and self._stem.stemWord(w) not in self.terms
+                    and w[:PREFIX] in self._prefixes and w[:PREFIX] not in prefixes):
+                prefixes.append(w[:PREFIX])
+        return prefixes
+
     def unknown_share(self, text: str) -> float:
         words = [w for w in WORD.findall(text.lower()) if w not in self._stop]
         if not words:

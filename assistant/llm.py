@@ -1,13 +1,18 @@
 """LLM backends behind one Protocol: any OpenAI-compatible endpoint through the official `openai`
 client, and a scripted fake for tests.
 
-One retry policy, set here once: the openai client's own retries (`llm_max_retries`) with a
-per-attempt timeout that keeps the whole call within `llm_timeout`. Nothing else retries.
+One retry policy, set here once: `llm_max_retries` retries of a failed attempt, with a per-attempt
+timeout, all inside one hard deadline of `llm_timeout` per call. Nothing else retries. The deadline
+is enforced by reading the stream on a worker thread, so no server behaviour can hold a request
+past it: not a Retry-After of minutes (the openai client honours those, so its own retries are
+off), not a stream that drips keep-alive comments forever, not one that stalls mid-answer.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -44,52 +49,124 @@ class OpenAICompatibleLLM:
         self.settings = settings
         self.name = model or settings.llm_model
         self.base_url = base_url or settings.openai_base_url
-        attempts = settings.llm_max_retries + 1
-        per_attempt = settings.llm_timeout / attempts
+        self.attempts = settings.llm_max_retries + 1
+        per_attempt = settings.llm_timeout / self.attempts
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
         self.client = OpenAI(
             api_key=key,
             base_url=self.base_url,
             timeout=httpx.Timeout(per_attempt, connect=min(5.0, per_attempt)),
-            max_retries=settings.llm_max_retries,
+            max_retries=0,  # retried in _attempts, within the deadline
         )
 
     def stream(self, messages: list[Message]) -> Iterator[str]:
+        timeout = self.settings.llm_timeout
+        deadline = time.monotonic() + timeout
+        events: queue.Queue[tuple[str, object]] = queue.Queue()
+        stop = threading.Event()
+        worker = threading.Thread(target=self._produce, args=(messages, deadline, events, stop),
+                                  name="llm-stream", daemon=True)
+        worker.start()
+        try:
+            while True:
+                try:
+                    kind, value = events.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    raise LLMError(f"the LLM did not finish within {timeout:g}s") from None
+                if kind == "text":
+                    yield str(value)
+                elif kind == "error":
+                    assert isinstance(value, LLMError)
+                    raise value
+                else:
+                    return
+        finally:
+            # The worker stops at its next event; one blocked in a read ends with its timeout.
+            stop.set()
+
+    def _produce(self, messages: list[Message], deadline: float,
+                 events: queue.Queue[tuple[str, object]], stop: threading.Event) -> None:
+        try:
+            for text in self._attempts(messages, deadline, stop):
+                events.put(("text", text))
+            events.put(("done", None))
+        except Exception as exc:
+            events.put(("error", exc if isinstance(exc, LLMError) else self._error(exc)))
+
+    def _attempts(self, messages: list[Message], deadline: float, stop: threading.Event
+                  ) -> Iterator[str]:
         import openai
 
-        deadline = time.monotonic() + self.settings.llm_timeout + 2.0
+        for attempt in range(self.attempts):
+            produced = [False]
+            try:
+                yield from self._once(messages, stop, produced)
+                return
+            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError,
+                    openai.APIStatusError) as exc:
+                status = getattr(exc, "status_code", None)
+                retryable = status is None or status in (408, 409, 429) or status >= 500
+                if produced[0] or not retryable or attempt + 1 >= self.attempts:
+                    raise
+                wait = _retry_after(exc) or 0.5 * 2**attempt
+                # Not worth it if the wait leaves no time for the attempt itself.
+                if time.monotonic() + wait + 0.5 > deadline:
+                    raise
+                log.info("LLM attempt %d failed (%s); retrying in %.1fs", attempt + 1, exc, wait)
+                if stop.wait(wait):
+                    return
+
+    def _once(self, messages: list[Message], stop: threading.Event, produced: list[bool]
+              ) -> Iterator[str]:
+        response = self.client.chat.completions.create(
+            model=self.name,
+            messages=messages,  # type: ignore[arg-type]
+            stream=True,
+            max_tokens=self.settings.llm_max_tokens,
+            temperature=self.settings.llm_temperature,
+        )
+        finished = False
         try:
-            response = self.client.chat.completions.create(
-                model=self.name,
-                messages=messages,  # type: ignore[arg-type]
-                stream=True,
-                max_tokens=self.settings.llm_max_tokens,
-                temperature=self.settings.llm_temperature,
-            )
-            produced = False
             for chunk in response:
-                if time.monotonic() > deadline:
-                    response.close()
-                    raise LLMError(f"the LLM took longer than {self.settings.llm_timeout:g}s")
+                if stop.is_set():
+                    return
                 if not getattr(chunk, "choices", None):
                     continue
-                delta = chunk.choices[0].delta
+                choice = chunk.choices[0]
+                delta = choice.delta
                 text = getattr(delta, "content", None) if delta is not None else None
                 if text:
-                    produced = True
+                    produced[0] = True
                     yield text
-            if not produced:
-                raise LLMError("the LLM returned an empty answer")
-        except LLMError:
-            raise
-        except openai.APITimeoutError:
-            raise LLMError(f"the LLM did not answer within {self.settings.llm_timeout:g}s") from None
-        except openai.APIConnectionError as exc:
-            raise LLMError(f"cannot reach the LLM at {self.base_url or 'api.openai.com'} ({exc})") from None
-        except openai.APIStatusError as exc:
-            raise LLMError(f"the LLM answered HTTP {exc.status_code}") from None
-        except Exception as exc:  # malformed streams surface as decoding/validation errors
-            raise LLMError(f"the LLM reply could not be read ({type(exc).__name__}: {exc})") from None
+                finished = finished or bool(choice.finish_reason)
+        finally:
+            response.close()
+        if not produced[0]:
+            raise LLMError("the LLM returned an empty answer")
+        if not finished:
+            # A connection cut mid-answer ends the stream quietly; half an answer is not one.
+            raise LLMError("the LLM's answer was cut off (the stream ended without finishing)")
+
+    def _error(self, exc: Exception) -> LLMError:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return LLMError(f"the LLM did not answer within {self.settings.llm_timeout:g}s")
+        if isinstance(exc, openai.APIConnectionError):
+            return LLMError(f"cannot reach the LLM at {self.base_url or 'api.openai.com'} ({exc})")
+        if isinstance(exc, openai.APIStatusError):
+            return LLMError(f"the LLM answered HTTP {exc.status_code}")
+        # Malformed streams surface as decoding/validation errors.
+        return LLMError(f"the LLM reply could not be read ({type(exc).__name__}: {exc})")
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:  # an HTTP date: treat as "long"
+        return 3600.0
 
 
 class ScriptedLLM:

@@ -10,6 +10,7 @@ import re
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -85,17 +86,105 @@ def classify(question: str, n_entities: int) -> QuestionKind:
 
 
 def literal_terms(question: str) -> list[str]:
-    """Name-like words (acronyms, CamelCase, with digits) and capitalised words inside the
-    sentence ("Mamba-based" gives "Mamba"), at least three characters long."""
-    terms: list[str] = []
-    for i, match in enumerate(TOKEN.finditer(question)):
+    """Terms searched verbatim, most specific first: name-like words (acronyms, CamelCase, with
+    digits; a short number right after a name stays with it: "SAM 2"), runs of capitalised words
+    ("Segment Anything Model"), then lone capitalised words inside the sentence ("Mamba-based"
+    gives "Mamba"), at least three characters long."""
+    tokens = list(TOKEN.finditer(question))
+
+    def adjacent(i: int) -> bool:  # token i follows token i-1 after exactly one space
+        return i > 0 and question[tokens[i - 1].end():tokens[i].start()] == " "
+
+    names: list[str] = []
+    runs: list[str] = []
+    words: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if len(run) >= 2:
+            runs.append(" ".join(run))
+        elif run:
+            words.extend(p for p in _proper_parts(run[0], True) if p not in words)
+        run.clear()
+
+    for i, match in enumerate(tokens):
         token = match.group(0)
-        parts = [token] if is_namelike(token) or "-" not in token else token.split("-")
-        for part in parts:
-            proper = i > 0 and part[:1].isupper() and part.lower() not in STOPWORDS
-            if len(part) >= 3 and (is_namelike(part) or proper) and part not in terms:
-                terms.append(part)
-    return terms
+        number = i + 1 < len(tokens) and tokens[i + 1].group(0).isdigit() and \
+            len(tokens[i + 1].group(0)) <= 2 and adjacent(i + 1)
+        if token[0].isdigit() and not any(c.isupper() for c in token):
+            flush()  # a number ("2" of "SAM 2", taken with the name) or "2-based"
+            continue
+        namelike = is_namelike(token)
+        capital = i > 0 and token[:1].isupper() and token.lower() not in STOPWORDS
+        if not (namelike or capital):
+            flush()
+            words.extend(p for p in _proper_parts(token, i > 0) if p not in words)
+            continue
+        if run and not adjacent(i):
+            flush()
+        run.append(token)
+        suffix = f" {tokens[i + 1].group(0)}" if number else ""
+        if namelike and len(token) >= 3:
+            names.append(token + suffix)
+        if number:
+            run[-1] += suffix
+            flush()
+    flush()
+    return list(dict.fromkeys(names + runs + words))
+
+
+def _proper_parts(token: str, inside: bool) -> list[str]:
+    """Capitalised or name-like parts of a hyphenated word ("Mamba-based" -> "Mamba")."""
+    parts = [token] if is_namelike(token) or "-" not in token else token.split("-")
+    return [p for p in parts if len(p) >= 3 and (
+        is_namelike(p) or (inside and p[:1].isupper() and p.lower() not in STOPWORDS))]
+
+
+def term_variants(term: str) -> list[str]:
+    """Spellings of a term with a trailing number: "SAM 2", "SAM-2", "SAM2"."""
+    head, _, number = term.rpartition(" ")
+    if head and number.isdigit():
+        return [term, f"{head}-{number}", f"{head}{number}"]
+    return [term]
+
+
+# Words that frame a question ("which papers use ...") rather than say what it is about.
+FRAME = {
+    "which", "what", "how", "who", "whom", "when", "where", "why", "does", "did", "do", "done",
+    "paper", "papers", "study", "studies", "work", "works", "article", "articles", "use", "uses",
+    "used", "using", "propose", "proposes", "proposed", "build", "builds", "built", "report",
+    "reports", "reported", "present", "presents", "any", "there", "anyone", "has", "have", "its",
+    "each", "other", "than", "own", "also", "only", "between", "versus", "compare", "compared",
+    "many", "much", "well", "long",
+}
+PHRASE_WORD = re.compile(r"[A-Za-z][A-Za-z\-]*[A-Za-z]")
+
+
+def key_phrases(question: str) -> list[str]:
+    """Adjacent pairs of content words ("knowledge graphs" -> "knowledge graph"), the kind of
+    topic phrase that bag-of-words BM25 and a single dense vector both blur."""
+    matches = list(PHRASE_WORD.finditer(question))
+    phrases: list[str] = []
+    for a, b in pairwise(matches):
+        first, second = a.group(0), b.group(0)
+        if question[a.end():b.start()] != " " or is_namelike(first) or is_namelike(second):
+            continue
+        if any(w[:1].isupper() for w in (first, second)) and a.start() > 0:
+            continue  # capitalised words are searched as literal terms already
+        if any(len(w) < 3 or w.lower() in STOPWORDS or w.lower() in FRAME for w in (first, second)):
+            continue
+        second = second.lower()
+        if second.endswith("s") and not second.endswith(("ss", "us", "is")):
+            second = second[:-1]  # the singular also finds the plural
+        phrase = f"{first.lower()} {second}"
+        if phrase not in phrases:
+            phrases.append(phrase)
+    return phrases
+
+
+def case_variants(text: str) -> list[str]:
+    """Chroma's `$contains` is case-sensitive: the spellings a phrase usually has in prose."""
+    return list(dict.fromkeys([text, text[:1].upper() + text[1:], text.title()]))
 
 
 def rrf(rankings: list[list[str]], k: float, weights: list[float] | None = None
@@ -127,7 +216,10 @@ class HybridRetriever:
             )
             self.dense = index.as_retriever(similarity_top_k=self.settings.dense_candidates)
             self.bm25 = load_bm25(self.store, self.settings.bm25_dir, self.settings.bm25_candidates)
-            self.titles = TitleIndex(self.store.paper_titles())
+            records = self.store.all_papers()
+            self.titles = TitleIndex({r.id: r.title for r in records},
+                                     {r.id: f"{r.title}\n{r.abstract}" for r in records},
+                                     self.settings.alias_max_mention_share)
             self.vocabulary = Vocabulary(self.bm25)
             self.generation = self.store.generation
 
@@ -150,15 +242,18 @@ class HybridRetriever:
         for hit in bm25_hits:
             by_id.setdefault(hit.node.node_id, hit)
         rankings = [[h.node.node_id for h in dense_hits], [h.node.node_id for h in bm25_hits]]
-        literal = self._literal(question, query_vector)
-        for node_id, (node, sim) in literal.items():
-            if node_id not in by_id:
-                by_id[node_id] = NodeWithScore(node=node, score=None)
-            similarity.setdefault(node_id, sim)
         weights = [1.0, 1.0]
-        if literal:
-            rankings.append(sorted(literal, key=lambda i: literal[i][1], reverse=True))
-            weights.append(self.settings.literal_weight)
+        literal = self._literal(question, query_vector)
+        phrases = self._phrases(question, query_vector)
+        for found, weight in ((literal, self.settings.literal_weight),
+                              (phrases, self.settings.phrase_weight)):
+            for node_id, (node, sim) in found.items():
+                if node_id not in by_id:
+                    by_id[node_id] = NodeWithScore(node=node, score=None)
+                similarity.setdefault(node_id, sim)
+            if found:
+                rankings.append(sorted(found, key=lambda i, f=found: f[i][1], reverse=True))
+                weights.append(weight)
         fused = rrf(rankings, self.settings.rrf_k, weights)
 
         papers: dict[str, PaperHit] = {}
@@ -200,19 +295,39 @@ class HybridRetriever:
     def _literal(self, question: str, query_vector: np.ndarray) -> dict[str, tuple[TextNode, float]]:
         """Chunks containing the question's name-like terms verbatim ("MIMIC-IV", "RWKV"): a
         keyword sub-query, ranked by similarity, that dense and BM25 both tend to dilute."""
-        terms = literal_terms(question)
+        terms = literal_terms(question)[: self.settings.literal_max_terms]
+        return self._verbatim([term_variants(t) for t in terms], query_vector,
+                              self.settings.literal_candidates)
+
+    def _phrases(self, question: str, query_vector: np.ndarray) -> dict[str, tuple[TextNode, float]]:
+        """Chunks containing the question's topic phrases ("knowledge graph", "inverse problem")
+        or a differently-suffixed form of a word the stemmer does not conflate
+        ("echocardiography" -> "echocard..."), skipping those too common to tell papers apart."""
+        spellings = [case_variants(p) for p in key_phrases(question)[: self.settings.phrase_max_terms]]
+        spellings += [case_variants(p) for p in self.vocabulary.variant_prefixes(question)]
+        most = int(self.settings.phrase_max_chunk_share * self.store.count_chunks())
+        return self._verbatim(spellings, query_vector, most + 1, max_hits=most)
+
+    def _verbatim(self, terms: list[list[str]], query_vector: np.ndarray, limit: int,
+                  max_hits: int | None = None) -> dict[str, tuple[TextNode, float]]:
+        """Chunks containing any spelling of each term, with their similarity to the question.
+        A term with more than `max_hits` chunks is dropped (it tells papers apart too little)."""
         found: dict[str, tuple[TextNode, float]] = {}
-        for term in terms[: self.settings.literal_max_terms]:
-            got = self.store.chunks.get(
-                where_document={"$contains": term}, limit=self.settings.literal_candidates,
-                include=["documents", "metadatas", "embeddings"],
-            )
-            if not got["ids"]:
-                continue
-            sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
-            for i, chunk_id in enumerate(got["ids"]):
-                node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
-                found[chunk_id] = (node, float(sims[i]))
+        for spellings in terms:
+            hits: dict[str, tuple[TextNode, float]] = {}
+            for spelling in spellings:
+                got = self.store.chunks.get(
+                    where_document={"$contains": spelling}, limit=limit,
+                    include=["documents", "metadatas", "embeddings"],
+                )
+                if not got["ids"]:
+                    continue
+                sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
+                for i, chunk_id in enumerate(got["ids"]):
+                    node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
+                    hits[chunk_id] = (node, float(sims[i]))
+            if max_hits is None or len(hits) <= max_hits:
+                found.update(hits)
         return found
 
     def _bm25(self, bundle: QueryBundle) -> list[NodeWithScore]:

@@ -185,6 +185,23 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", description="Logging level.")
 
+    # --- retrieval quality (retrieval/answers tests) --------------------------------------
+    alias_max_mention_share: float = Field(
+        0.015, ge=0, le=1,
+        description="A one-word title name mentioned by more than this share of the papers (and "
+        "by more than 3) is a generic term (GPU, MIMIC-IV), not the name of one paper.",
+    )
+    phrase_max_terms: int = Field(
+        4, ge=0, description="Two-word phrases of the question searched verbatim in the chunks."
+    )
+    phrase_weight: float = Field(
+        2.0, ge=0, description="Fusion weight of the verbatim-phrase ranking (dense and BM25: 1)."
+    )
+    phrase_max_chunk_share: float = Field(
+        0.05, ge=0, le=1,
+        description="A phrase found in more than this share of the chunks is too common to rank by.",
+    )
+
     # --- derived --------------------------------------------------------------------------
     @property
     def llm_configured(self) -> bool:

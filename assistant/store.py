@@ -87,6 +87,9 @@ def _client(settings: Settings) -> Any:
     try:
         return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
     except Exception as exc:
+        # Chroma caches the half-started system per path; without this, every later open in this
+        # process fails with an unrelated AttributeError instead of the real cause.
+        _forget_local_client(settings.store_dir)
         raise StoreError(
             f"the store at {settings.store_dir} cannot be opened ({type(exc).__name__}: {exc})",
             hint="rebuild it with `assistant ingest --rebuild`",
@@ -305,7 +308,12 @@ class PaperStore:
             self.chunks.delete(where={"paper_id": {"$in": batch}})
 
     def reset(self) -> None:
-        for name in (self.chunks.name, self.papers.name):
+        """Drop both collections. Paper records (the commit markers) go first, with the store
+        marked dirty: a reset cut short leaves chunks without papers, which the next ingest redoes
+        or removes, never papers without chunks, which it would take for complete."""
+        if self.manifest:
+            self.chunks.modify(metadata={**self.manifest, "dirty": True})
+        for name in (self.papers.name, self.chunks.name):
             self.client.delete_collection(name)
         self._open_collections()
 

@@ -25,6 +25,8 @@ GENERIC = {
     "icu", "us", "ii", "iii", "kan", "lora", "mamba", "rwkv", "lstm", "mae", "bert", "clip",
 }
 MAX_PAPERS_PER_ALIAS = 2
+# A title word mentioned by at most this many papers is never judged generic by its mentions alone.
+MIN_GENERIC_MENTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,33 @@ def _compact(text: str) -> str:
     return re.sub(r"[^a-z0-9+]", "", text.lower())
 
 
+def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
+    """How many papers mention each compacted word of `wanted` (word-bounded, any case)."""
+    counts: dict[str, int] = defaultdict(int)
+    for text in texts.values():
+        for word in {_compact(t) for t in TOKEN.findall(text)} & wanted:
+            counts[word] += 1
+    return counts
+
+
 class TitleIndex:
-    def __init__(self, titles: Mapping[str, str]) -> None:
-        """`titles` maps paper id -> exact title."""
+    def __init__(self, titles: Mapping[str, str], texts: Mapping[str, str] | None = None,
+                 max_mention_share: float = 0.015) -> None:
+        """`titles` maps paper id -> exact title. `texts` (paper id -> title and abstract), when
+        given, tells names from generic terms: a one-word alias that more than
+        `max_mention_share` of the papers (and more than MIN_GENERIC_MENTIONS) mention
+        ("GPU", "MIMIC-IV", "Pre-Training") names no single paper."""
         self.titles = dict(titles)
         aliases: dict[str, set[str]] = defaultdict(set)
         for pid, title in self.titles.items():
             for alias in self._aliases(title):
                 aliases[alias].add(pid)
+        mentions = _mentions(texts, {_compact(a) for a in aliases if " " not in a}) if texts else {}
+        limit = max(MIN_GENERIC_MENTIONS, max_mention_share * len(texts or ()))
         self.aliases = {
             a: ids for a, ids in aliases.items()
             if len(ids) <= MAX_PAPERS_PER_ALIAS and normalize_title(a) not in GENERIC
+            and mentions.get(_compact(a), 0) <= limit
         }
         self._by_compact: dict[str, set[str]] = defaultdict(set)
         for alias, ids in self.aliases.items():

@@ -21,12 +21,14 @@ LISTING_HEADER = (
 )
 
 _WORDS = (
-    "segmentation transformer radiology cohort biomarker ultrasound pathology retinal lesion "
-    "classifier calibration federated multimodal encoder decoder annotation benchmark clinician "
-    "diagnosis tumour cardiac echocardiography histology mammography triage sepsis genomic "
-    "attention contrastive diffusion registration uncertainty cross-validation sensitivity "
-    "specificity survival prognosis longitudinal imaging report language model retrieval"
-).split()
+    "segmentation", "transformer", "radiology", "cohort", "biomarker", "ultrasound", "pathology",
+    "retinal", "lesion", "classifier", "calibration", "federated", "multimodal", "encoder",
+    "decoder", "annotation", "benchmark", "clinician", "diagnosis", "tumour", "cardiac",
+    "echocardiography", "histology", "mammography", "triage", "sepsis", "genomic", "attention",
+    "contrastive", "diffusion", "registration", "uncertainty", "cross-validation", "sensitivity",
+    "specificity", "survival", "prognosis", "longitudinal", "imaging", "report", "language",
+    "model", "retrieval",
+)
 
 
 def make_papers(n: int, *, seed: int = 0, prefix: str = "Study") -> list[tuple[str, str]]:

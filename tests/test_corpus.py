@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 from fixtures_corpus import LISTING_HEADER, write_csv, write_jsonl, write_listing
 
-from assistant.corpus import (
-    CODE_HOSTS,
-    LISTING_HEADER as LISTING_HEADER_RE,
-    extract_links,
-    load_papers,
-    normalize_title,
-    paper_id,
-)
+from assistant import corpus
+from assistant.corpus import CODE_HOSTS, extract_links, load_papers, normalize_title, paper_id
 from assistant.errors import CorpusError
 from assistant.settings import BUNDLED_CORPUS
 
@@ -54,7 +48,7 @@ def test_bundled_corpus_has_215_papers_in_order(bundled):
 def test_bundled_titles_are_clean_and_paired_with_their_abstracts(bundled):
     for paper in bundled.papers:
         assert not paper.title.startswith("Subscribe"), paper.title
-        assert not LISTING_HEADER_RE.match(paper.title)
+        assert not corpus.LISTING_HEADER.match(paper.title)
         assert paper.title == paper.title.strip() and "\n" not in paper.title
         # A title/abstract mix-up would put a long paragraph in the title.
         assert len(paper.title) < 300, paper.title
@@ -196,6 +190,13 @@ def test_listing_without_header_with_crlf_and_trailing_blank_lines(tmp_path):
     papers = load_papers([path]).papers
     assert [(p.title, p.abstract, p.line) for p in papers] == [
         ("Title One", "Abstract one.", 1), ("Title Two", "Abstract two.", 3)]
+
+
+def test_subscribe_is_stripped_from_the_first_title_only(tmp_path):
+    path = write_listing(tmp_path / "s.txt", [
+        ("SubscribeDeep Nets for CT", "A."), ("SubscribeNet: Learning to Subscribe", "B.")])
+    assert [p.title for p in load_papers([path]).papers] == [
+        "Deep Nets for CT", "SubscribeNet: Learning to Subscribe"]
 
 
 def test_text_is_cleaned_of_invisible_and_control_characters(tmp_path):
@@ -346,7 +347,8 @@ def test_size_limits(tmp_path):
     with pytest.raises(CorpusError, match=rf"^{re.escape(str(long_title))}:5: title is 2,000 characters"):
         load_papers([long_title])
     long_abstract = write_jsonl(tmp_path / "a.jsonl", [{"title": "T", "abstract": "w " * 600}])
-    with pytest.raises(CorpusError, match=rf"^{re.escape(str(long_abstract))}:1: abstract is 1,199 characters"):
+    with pytest.raises(CorpusError,
+                       match=rf"^{re.escape(str(long_abstract))}:1: abstract is 1,199 characters"):
         load_papers([long_abstract], max_abstract_chars=1000)
     big = write_listing(tmp_path / "big.txt", [("Title", "x" * 5000)])
     with pytest.raises(CorpusError, match=rf"^{re.escape(str(big))}: .* over the 2,048-byte limit"):

@@ -309,6 +309,32 @@ def test_rebuilding_one_store_keeps_another_stores_open_client_current(tmp_path,
     assert len(found) == total
 
 
+class Killed(BaseException):
+    """Stands in for the process dying at that point."""
+
+
+def test_a_reset_cut_short_never_leaves_papers_without_chunks(settings, papers, tmp_path,
+                                                               monkeypatch):
+    """The server-mode rebuild (PaperStore.reset) interrupted between its two deletions: the next
+    ingest must still end with every paper's chunks, and nothing of papers no longer wanted."""
+    run(settings, [write_listing(tmp_path / "all.txt", papers)])
+    store = PaperStore(settings)
+    real_delete = store.client.delete_collection
+
+    def delete_then_die(name):
+        real_delete(name)
+        raise Killed
+
+    monkeypatch.setattr(store.client, "delete_collection", delete_then_die)
+    with pytest.raises(Killed):
+        store.reset()
+    monkeypatch.undo()
+
+    fewer = write_listing(tmp_path / "fewer.txt", papers[:5])
+    run(settings, [fewer])
+    assert_store_matches(settings, [fewer])
+
+
 def test_rebuild_refuses_a_directory_that_is_not_a_store(tmp_path, corpus):
     precious = tmp_path / "precious"
     precious.mkdir()

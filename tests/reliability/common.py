@@ -134,3 +134,18 @@ def percentiles(values: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else ordered * 99
     return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3),
             "max": round(ordered[-1], 3)}
+
+
+def chunk_texts(settings: Settings) -> dict[str, list[str]]:
+    """paper id -> its chunk texts in chunk order, as the store holds them."""
+    store = PaperStore(settings)
+    found: dict[str, list[tuple[str, str]]] = {}
+    for page in store._pages(store.chunks, ["documents", "metadatas"]):
+        for cid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
+            found.setdefault(str((meta or {}).get("paper_id")), []).append((cid, doc or ""))
+    return {pid: [text for _, text in sorted(items)] for pid, items in found.items()}
+
+
+def expected_texts(accepted: list[Paper], settings: Settings) -> dict[str, list[str]]:
+    return {p.id: [n.text for n in chunk_paper(p, settings.chunk_size, settings.chunk_overlap)]
+            for p in accepted}
