@@ -21,9 +21,17 @@ NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s?%)?")
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-+]{3,}")
 STOP = set(STOPWORDS_EN) | {"paper", "papers", "study", "this", "that", "which", "these", "their"}
 MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-MD_LINK = re.compile(r"\[([^\]]*)\]\((\s*[^)\s]*)[^)]*\)")
-BARE_URL = re.compile(r"(?<![(<\w])(?:https?|ftp)://[^\s)<>\]]+|(?<![\w@/])www\.[^\s)<>\]]+", re.I)
+# Link text may hold one level of brackets ("[fig [1] a](url)"), which CommonMark accepts.
+MD_LINK = re.compile(r"\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^)\s>]*)>?[^)]*\)")
+# Whatever still reads as "](destination" after MD_LINK: deeper nesting, odd spacing.
+LINK_OPENER = re.compile(r"\]\(\s*<?([^)\s>]*)")
+# "[r1]: //host/path" makes every later "[text][r1]" a link.
+LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*\S.*$", re.M)
+# Anything a GFM renderer (Gradio's chat) autolinks: scheme URLs, www. addresses, e-mail addresses.
+AUTOLINK = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'\])*]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.I)
 HTML_TAG = re.compile(r"</?[A-Za-z!][^>]*>")
+# Citation-like brackets the checker would not see: "[ 9 ]", "[^12]", "[1-8]", "[1000]".
+LOOSE_CITE = re.compile(r"\[\^?\s*(\d{1,4}(?:\s*[-–,;]\s*\d{1,4})*)\s*\]")
 
 
 @dataclass
@@ -212,9 +220,16 @@ def check_citations(text: str, sources: list[SourceDoc], vectors: SentenceVector
 
 
 def sanitize(text: str, allowed_urls: set[str]) -> tuple[str, int, int]:
-    """Make model or corpus text inert: HTML escaped away, images dropped, links kept only when
-    they point to a source's own link. Returns (text, links removed, html tags removed)."""
+    """Make model or corpus text inert: HTML tags dropped, images dropped, links and addresses
+    kept only when they are a source's own link. Returns (text, links removed, html tags removed).
+
+    Robust to what the regexes cannot parse: after the well-formed cases, any remaining link syntax
+    pointing elsewhere is broken apart and any remaining address is replaced, so a renderer finds
+    nothing to turn into a link or an image."""
     removed_links = 0
+
+    def allowed(url: str) -> bool:
+        return url.rstrip(".,;:") in allowed_urls
 
     def image(_: re.Match[str]) -> str:
         nonlocal removed_links
@@ -223,28 +238,124 @@ def sanitize(text: str, allowed_urls: set[str]) -> tuple[str, int, int]:
 
     def link(match: re.Match[str]) -> str:
         nonlocal removed_links
-        label, url = match.group(1), match.group(2).strip()
-        if url in allowed_urls:
+        if allowed(match.group(2)):
             return match.group(0)
         removed_links += 1
-        return label
+        return match.group(1)
 
-    def bare(match: re.Match[str]) -> str:
+    def opener(match: re.Match[str]) -> str:
         nonlocal removed_links
-        url = match.group(0).rstrip(".,;:")
-        if url in allowed_urls:
+        if allowed(match.group(1)):
+            return match.group(0)
+        removed_links += 1
+        return "] " + match.group(0)[1:]
+
+    def definition(_: re.Match[str]) -> str:
+        nonlocal removed_links
+        removed_links += 1
+        return ""
+
+    def address(match: re.Match[str]) -> str:
+        nonlocal removed_links
+        if allowed(match.group(0)):
             return match.group(0)
         removed_links += 1
         return "[link removed]"
 
-    text = MD_IMAGE.sub(image, text)
-    text = MD_LINK.sub(link, text)
-    text = BARE_URL.sub(bare, text)
+    # Tags first, so that the addresses in their attributes go with them.
     html = len(HTML_TAG.findall(text))
     text = HTML_TAG.sub("", text)
+    text = MD_IMAGE.sub(image, text)
+    removed_links += text.count("![")
+    text = text.replace("![", "[")  # an image the regex could not parse becomes a (checked) link
+    text = MD_LINK.sub(link, text)
+    text = LINK_OPENER.sub(opener, text)
+    text = LINK_DEFINITION.sub(definition, text)
+    text = AUTOLINK.sub(address, text)
     # Whatever angle brackets remain are shown, never interpreted.
     text = text.replace("<", "&lt;").replace(">", "&gt;")
     return text, removed_links, html
+
+
+def normalize_citations(text: str) -> str:
+    """Rewrite citation-like brackets into the `[n, m]` form the checker reads, so none escapes it:
+    "[ 9 ]" -> "[9]", "[^12]" -> "[12]", "[1-3]" -> "[1, 2, 3]". Numbers no source can have
+    (over 999) are dropped."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        found: list[int] = []
+        for part in re.split(r"\s*[,;]\s*", match.group(1).strip()):
+            ends = [int(x) for x in re.split(r"\s*[-–]\s*", part) if x]
+            if len(ends) == 2 and 0 <= ends[1] - ends[0] <= 20:
+                found.extend(range(ends[0], ends[1] + 1))
+            else:
+                found.extend(ends)
+        kept = [str(n) for n in dict.fromkeys(found) if n < 1000]
+        return f"[{', '.join(kept)}]" if kept else ""
+
+    return LOOSE_CITE.sub(rewrite, text)
+
+
+def drop_unknown_citations(text: str, known: set[int]) -> str:
+    """Cheap version of the checker for drafts: numbers outside `known` go, nothing is scored."""
+
+    def keep(match: re.Match[str]) -> str:
+        ns = [n for n in re.split(r"\s*[,;]\s*", match.group(1)) if int(n) in known]
+        return f"[{', '.join(ns)}]" if ns else ""
+
+    return CITE.sub(keep, normalize_citations(text))
+
+
+class InstructionGuard:
+    """Keeps the assistant's own instructions (system prompt, prompt templates) out of answers: a
+    model told by a source to reveal them, or that echoes them, has those sentences removed."""
+
+    def __init__(self, texts: list[str], min_words: int = 5) -> None:
+        sentences = re.split(r"(?<=[.!?:])\s+|\n", "\n".join(texts))
+        self.sentences: list[list[str]] = []
+        for sentence in sentences:
+            words = re.findall(r"\w+", sentence.lower())
+            if len(words) >= min_words and "$" not in sentence and words not in self.sentences:
+                self.sentences.append(words)
+        self._patterns = [re.compile(r"\b" + r"\W+".join(map(re.escape, w)) + r"\b[\])*_]*[.!?:]?", re.I)
+                          for w in self.sentences]
+        # Short lines of the templates ("Rules:", "Question: $question"): removed with the rest.
+        self._lines = {line.strip() for text in texts for line in text.splitlines() if line.strip()}
+
+    def redact(self, text: str) -> tuple[str, int]:
+        removed = 0
+        for pattern in self._patterns:
+            text, n = pattern.subn("", text)
+            removed += n
+        if removed:  # drop the husks of the lines that held them ("1. ", "- .")
+            husk = re.compile(r"\s*(?:\d+[.)]|[-*+]|#+)?\s*[.:;,]*\s*")
+            text = "\n".join(line for line in text.splitlines()
+                             if not line.strip() or not (husk.fullmatch(line) or line.strip() in self._lines))
+            text = re.sub(r"\n{3,}", "\n\n", text)
+        return text, removed
+
+    def hold_back(self, text: str) -> str:
+        """For a draft: cut a trailing fragment that starts an instruction sentence (at least 3
+        words), so it is not shown before it is complete and can be recognised."""
+        words = list(re.finditer(r"\w+", text[-600:]))
+        if len(words) < 3:
+            return text
+        tail = [w.group(0).lower() for w in words]
+        offset = max(len(text) - 600, 0)
+        cut = len(text)
+        for sentence in self.sentences:
+            for k in range(min(len(sentence) - 1, len(tail)), 2, -1):
+                if tail[-k:] == sentence[:k]:
+                    cut = min(cut, offset + words[-k].start())
+                    break
+        return text[:cut]
+
+
+def inert_text(text: str) -> str:
+    """Corpus text shown outside the sanitised answer (titles in source lists): no markup, no
+    address a renderer would turn into a link."""
+    text = AUTOLINK.sub("(link removed)", text)
+    return text.replace("[", "(").replace("]", ")").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def source_list(citations: list[Citation]) -> str:
@@ -252,7 +363,7 @@ def source_list(citations: list[Citation]) -> str:
         return ""
     lines = ["", "", "**Sources**", ""]
     for c in citations:
-        title = c.title.replace("[", "(").replace("]", ")").replace("<", "&lt;").replace(">", "&gt;")
+        title = inert_text(c.title)
         line = f"[{c.n}] {title}"
         if c.url:
             line += f" — [{c.url}]({c.url})"

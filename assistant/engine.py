@@ -15,13 +15,18 @@ from assistant import prompts
 from assistant.citations import (
     CheckReport,
     Citation,
+    InstructionGuard,
     SentenceVectors,
     SourceDoc,
     check_citations,
+    drop_unknown_citations,
+    inert_text,
+    normalize_citations,
     sanitize,
     source_list,
 )
 from assistant.conversation import Turn, history_text, resolve
+from assistant.corpus import is_code_link
 from assistant.embedding import get_embedder
 from assistant.errors import AssistantError, StoreError
 from assistant.extractive import ExtractiveAnswerer
@@ -105,6 +110,7 @@ class Engine:
         self.retriever = HybridRetriever(settings, self.store, self.embedder)
         self.vectors = SentenceVectors(self.embedder)
         self.extractive = ExtractiveAnswerer(self.vectors, settings.sentences_per_paper)
+        self.guard = InstructionGuard(_instruction_texts())
         self.llm: LLM | None = llm if llm is not None else make_llm(settings)
         if settings.answer_mode == "llm" and self.llm is None:
             raise AssistantError(
@@ -237,7 +243,7 @@ class Engine:
                     raise llm_failure
                 for delta in self.llm.stream(self._messages(question, result, sources, history)):
                     raw += delta
-                    yield sanitize(raw, self._allowed_urls(sources))[0]
+                    yield self._draft(raw, sources)
             except LLMError as exc:
                 log.warning("LLM failed, answering offline: %s", exc)
                 answer.mode = "extractive"
@@ -256,9 +262,17 @@ class Engine:
         yield final
         yield answer
 
+    def _draft(self, raw: str, sources: list[SourceDoc]) -> str:
+        """What a partial LLM answer may show while it streams: made inert like the final one,
+        with unknown citation numbers and instruction text (also half-written) kept out."""
+        text = sanitize(raw, self._allowed_urls(sources))[0]
+        text = self.guard.hold_back(self.guard.redact(text)[0])
+        return drop_unknown_citations(text, {s.n for s in sources})
+
     def _finish(self, raw: str, sources: list[SourceDoc], answer: Answer) -> str:
         text, removed_links, removed_html = sanitize(raw, self._allowed_urls(sources))
-        report: CheckReport = check_citations(text, sources, self.vectors,
+        text, removed_instructions = self.guard.redact(text)
+        report: CheckReport = check_citations(normalize_citations(text), sources, self.vectors,
                                               self.settings.support_threshold)
         answer.citations = report.citations
         answer.checks = {
@@ -267,18 +281,21 @@ class Engine:
             "flagged": report.flagged,
             "links_removed": removed_links,
             "html_removed": removed_html,
+            "instructions_removed": removed_instructions,
         }
         body = report.text.strip()
         if answer.mode == "extractive":
             body = f"{body}\n\n{OFFLINE_NOTE}"
         if answer.notice:
-            body = f"_{answer.notice}_\n\n{body}"
+            # The notice quotes the LLM's error, which the LLM's server wrote: inert it too.
+            notice = sanitize(answer.notice[:500], set())[0].replace("_", " ").replace("*", " ")
+            body = f"_{notice}_\n\n{body}"
         answer.answer = body + source_list(report.citations)
         return answer.answer
 
     def _abstain_text(self, sources: list[SourceDoc]) -> str:
         total = self.store.count_papers()
-        nearest = "\n".join(f"- {_escape(s.title)}" for s in sources[:3])
+        nearest = "\n".join(f"- {inert_text(s.title)}" for s in sources[:3])
         text = (f"The collection ({total} papers) does not seem to cover this question, so I won't "
                 "answer it from the abstracts.")
         if nearest:
@@ -307,7 +324,9 @@ class Engine:
 
     @staticmethod
     def _allowed_urls(sources: list[SourceDoc]) -> set[str]:
-        return {u for s in sources for u in (s.url, *s.links) if u}
+        """A source's own link and its code links. Other addresses in an abstract are not
+        linked: a poisoned abstract must not be able to put a link of its choosing in an answer."""
+        return {u for s in sources for u in (s.url, *[x for x in s.links if is_code_link(x)]) if u}
 
     # --- LLM prompts ----------------------------------------------------------------------
     def _messages(self, question: str, result: RetrievalResult, sources: list[SourceDoc],
@@ -366,7 +385,14 @@ def _has_table(text: str, columns: int) -> bool:
     return len(rows) >= 3 and all(line.count("|") >= columns + 1 for line in rows[:2])
 
 
-def _escape(text: str) -> str:
-    return text.replace("<", "&lt;").replace(">", "&gt;").replace("[", "(").replace("]", ")")
+def _instruction_texts() -> list[str]:
+    """The system prompt and the templates' fixed lines: text that must never reach an answer."""
+    texts = [prompts.render("system")]
+    for name in ("answer", "compare", "condense"):
+        try:
+            texts.append(prompts.load_prompt(name).template)
+        except AssistantError:  # a deployment without that template
+            continue
+    return texts
 
 

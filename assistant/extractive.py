@@ -33,6 +33,17 @@ ASK = re.compile(r"\b(what|which|who|when|where|why|how)\b", re.I)
 # Sentences quoted beyond `sentences_per_paper` for a question that asks several things.
 MAX_EXTRA_SENTENCES = 1
 TERM = re.compile(r"[A-Za-z][A-Za-z0-9\-+]{2,}")
+# Words of the question's form, which say nothing about where the answer is.
+QUESTION_WORDS = {"what", "which", "who", "when", "where", "why", "how", "many", "much", "does",
+                  "did", "was", "were", "its", "has", "have", "their", "there", "each"}
+# "a single GPU", "hundreds of GPUs": amounts written in words answer "how many" too ("one",
+# "two" are left out: prose uses them as determiners far more often).
+NUMBER_WORDS = re.compile(r"\b(single|dozens|hundreds|thousands|millions|billions|half|twice|"
+                          r"double|triple)\b", re.I)
+# A named dataset or benchmark ("SA-Med3D-140K", "BraTS2023", "MIMIC-III"): capitals or digits
+# inside a word with at least three letters.
+NAME = re.compile(r"\b(?=(?:[A-Za-z0-9-]*?[A-Za-z]){3})[A-Za-z0-9-]*"
+                  r"(?:[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]|[A-Z]{2})[A-Za-z0-9-]*\b")
 
 # What each comparison row looks for: a description for the embedder and cue words.
 ROWS: dict[str, tuple[str, re.Pattern[str]]] = {
@@ -82,10 +93,13 @@ class ExtractiveAnswerer:
             return []
         sims = self.vectors(sentences) @ query_vector
         # Words of the paper's own title identify the paper, not the answer within it.
-        q_terms = _terms(question) - _terms(source.title)
+        title_terms = _terms(source.title)
+        q_terms = _terms(question) - title_terms - _terms(" ".join(QUESTION_WORDS))
         terms = [_terms(s) & q_terms for s in sentences]
+        amounts = [numbers(s) | {w.lower() for w in NUMBER_WORDS.findall(s)} for s in sentences]
         wants_number = bool(ASKS_NUMBER.search(question))
         wants_data = bool(ASKS_DATA.search(question))
+        title_names = set(NAME.findall(source.title))
         chosen: list[Quote] = []
         covered: set[str] = set()
         seen_numbers: set[str] = set()
@@ -93,18 +107,20 @@ class ExtractiveAnswerer:
         while remaining and len(chosen) < n:
             scored = []
             for i in remaining:
-                overlap = len(terms[i] - covered) / max(len(q_terms), 1)
-                score = 0.6 * float(sims[i]) + 0.3 * overlap
-                if wants_number and numbers(sentences[i]) - seen_numbers:
-                    score += 0.15
+                new_terms = terms[i] - covered
+                score = 0.6 * float(sims[i]) + 0.3 * len(new_terms) / max(len(q_terms), 1)
+                if wants_number and amounts[i] - seen_numbers:
+                    # An amount next to what is asked about, rather than any amount.
+                    score += 0.15 if new_terms else 0.05
                 if wants_data and ROWS["Data"][1].search(sentences[i]):
-                    score += 0.1
+                    named = set(NAME.findall(sentences[i])) - title_names
+                    score += 0.1 if named else 0.05
                 scored.append((score, -i))
             score, neg_i = max(scored)
             i = -neg_i
             chosen.append(Quote(source, sentences[i], score))
             covered |= terms[i]
-            seen_numbers |= numbers(sentences[i])
+            seen_numbers |= amounts[i]
             remaining.remove(i)
         # Quote in the paper's own order, which reads better.
         return sorted(chosen, key=lambda q: sentences.index(q.sentence))

@@ -202,6 +202,13 @@ class Settings(BaseSettings):
         description="A phrase found in more than this share of the chunks is too common to rank by.",
     )
 
+    # --- reliability (faults suite) -------------------------------------------------------
+    chroma_timeout: float = Field(
+        15.0, gt=0,
+        description="Seconds a request to a Chroma server may take before the store is reported "
+        "unavailable (the Chroma client itself would wait forever on a hung server).",
+    )
+
     # --- derived --------------------------------------------------------------------------
     @property
     def llm_configured(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,12 +71,14 @@ def _client(settings: Settings) -> Any:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise StoreError(f"ASSISTANT_CHROMA_URL {settings.chroma_url!r} is not an http(s) URL")
         try:
-            return chromadb.HttpClient(
+            return _http_client(settings, lambda: chromadb.HttpClient(
                 host=url.hostname,
                 port=url.port or (443 if url.scheme == "https" else 8000),
                 ssl=url.scheme == "https",
                 settings=chroma_settings,
-            )
+            ))
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(
                 f"cannot reach the Chroma server at {settings.chroma_url}: {exc}",
@@ -95,6 +98,41 @@ def _client(settings: Settings) -> Any:
             hint="rebuild it with `assistant ingest --rebuild`",
             status=503,
         ) from exc
+
+
+def _http_client(settings: Settings, make: Any) -> Any:
+    """A Chroma HTTP client whose requests time out. Chroma's own has no timeout, so a hung server
+    (stopped, or a network black hole) would hang every request, and the client's creation, for
+    ever; creation runs on a thread for the same reason."""
+    import httpx
+
+    box: dict[str, Any] = {}
+
+    def create() -> None:
+        try:
+            box["client"] = make()
+        except Exception as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=create, name="chroma-connect", daemon=True)
+    worker.start()
+    worker.join(settings.chroma_timeout)
+    if worker.is_alive():
+        raise StoreError(
+            f"the Chroma server at {settings.chroma_url} did not answer within "
+            f"{settings.chroma_timeout:g}s",
+            hint="check that `chroma run` is up and not stuck (setting ASSISTANT_CHROMA_TIMEOUT)",
+            status=503,
+        )
+    if "error" in box:
+        raise box["error"]
+    client = box["client"]
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(settings.chroma_timeout, connect=min(5.0, settings.chroma_timeout))
+    else:  # another chromadb layout: requests keep the client's own (absent) timeout
+        log.warning("cannot set a timeout on the Chroma HTTP client (%s)", type(session).__name__)
+    return client
 
 
 def wipe_local_store(store_dir: Path) -> None:

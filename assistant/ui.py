@@ -562,7 +562,7 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                                              column_widths=["72%", "28%"],
                                              buttons=["fullscreen"])
                     with gr.Column(scale=2):
-                        paper = gr.HTML(paper_html(None), js_on_load=None)
+                        paper = gr.HTML(paper_html(None), js_on_load=None, elem_id="pa-paper")
                         gr.Markdown("#### Store status")
                         status = gr.HTML("", js_on_load=None, elem_id="pa-status")
             with gr.Tab("Map", id="map") as map_tab:

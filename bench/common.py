@@ -169,8 +169,9 @@ def chroma_executable() -> str | None:
 
 
 @contextmanager
-def chroma_server(path: Path, log: Path) -> Iterator[str]:
-    """A `chroma run` server on 127.0.0.1 for the duration of the block; yields its URL."""
+def chroma_server(path: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A `chroma run` server on 127.0.0.1 for the duration of the block; yields its URL and
+    process."""
     exe = chroma_executable()
     if exe is None:
         raise RuntimeError("the `chroma` executable (chromadb's CLI) is not installed")
@@ -187,7 +188,7 @@ def chroma_server(path: Path, log: Path) -> Iterator[str]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"chroma run did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.2)
-            yield url
+            yield url, proc
         finally:
             stop(proc)
 

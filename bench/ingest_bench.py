@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import du, log, machine, make_settings, mb, ratio, write_result  # noqa: E402
+from bench.common import du, log, machine, make_settings, mb, ratio, write_result
 
 
 class TimedEmbedder:

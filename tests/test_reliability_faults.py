@@ -152,7 +152,8 @@ def test_chroma_server_outage_is_a_clear_503_and_the_same_engine_recovers(tmp_pa
     try:
         corpus = tmp_path / "base.txt"
         corpus.write_text(base_corpus(), encoding="utf-8")
-        settings = make_settings(tmp_path / "local", embed_backend="hash", chroma_url=server.url)
+        settings = make_settings(tmp_path / "local", embed_backend="hash", chroma_url=server.url,
+                                 chroma_timeout=2.0)
         ingest(settings, [corpus], progress=False)
         engine = Engine(settings)
         before = engine.ask(QUESTION)
@@ -176,8 +177,27 @@ def test_chroma_server_outage_is_a_clear_503_and_the_same_engine_recovers(tmp_pa
         assert [s.paper_id for s in after.sources] == [s.paper_id for s in before.sources]
         assert after.answer == before.answer
         assert engine.status()["papers"] == 6
+
+        # A hung server (stopped, or a network black hole) answers nothing at all: a timeout.
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        hung = []
+        try:
+            for call in (lambda: engine.ask(QUESTION), lambda: Engine(settings)):
+                started = time.perf_counter()
+                with pytest.raises(StoreError) as caught:
+                    call()
+                hung.append({"seconds": round(time.perf_counter() - started, 2),
+                             "status": caught.value.status, "message": caught.value.message})
+                assert caught.value.status == 503
+                assert time.perf_counter() - started < settings.chroma_timeout + 10
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        resumed = engine.ask(QUESTION)
+        assert resumed.answer == before.answer
         write_result("chroma_outage", {"calls_during_outage": outage, "restart_seconds": round(restart, 2),
-                                       "recovered": True, "papers_after": engine.status()["papers"]})
+                                       "recovered": True, "papers_after": engine.status()["papers"],
+                                       "hung_server": hung, "chroma_timeout": settings.chroma_timeout})
     finally:
         server.kill()
 
@@ -205,10 +225,10 @@ def _phase(run_code: int, settings, start_generation: int) -> str:
 def test_sigkill_at_20_random_points_then_the_next_run_is_exact(tmp_path):
     rng = random.Random(KILL_SEED)
     batch = 2
-    new = papers(random.Random(1), 90, "Kill")
-    # The older corpus a store may already hold: 50 current papers, 20 edited ones, 15 since removed.
-    edited = [(t, a[: len(a) // 2] + " Earlier version.") for t, a in new[50:70]]
-    old = new[:50] + edited + papers(random.Random(2), 15, "Gone")
+    new = papers(random.Random(1), 60, "Kill")
+    # The older corpus a store may already hold: 35 current papers, 15 edited ones, 10 since removed.
+    edited = [(t, a[: len(a) // 2] + " Earlier version.") for t, a in new[35:50]]
+    old = new[:35] + edited + papers(random.Random(2), 10, "Gone")
     corpus, old_corpus = tmp_path / "corpus.txt", tmp_path / "old.txt"
     corpus.write_text(listing(new), encoding="utf-8")
     old_corpus.write_text(listing(old), encoding="utf-8")
@@ -222,12 +242,14 @@ def test_sigkill_at_20_random_points_then_the_next_run_is_exact(tmp_path):
         base_generation = PaperStore(base_settings).generation
         durations = {}
         for state in ("empty", "update"):
-            store = tmp_path / f"calibrate-{state}"
-            if state == "update":
-                shutil.copytree(base, store)
-            run = zygote.run(store, corpus, batch, None)
-            assert run.code == 0, run.lines
-            durations[state] = float(next(x for x in run.lines if x.startswith("done")).split()[1])
+            for attempt in range(2):  # the faster of two: a busy machine only makes runs slower
+                store = tmp_path / f"calibrate-{state}-{attempt}"
+                if state == "update":
+                    shutil.copytree(base, store)
+                run = zygote.run(store, corpus, batch, None)
+                assert run.code == 0, run.lines
+                took = float(next(x for x in run.lines if x.startswith("done")).split()[1])
+                durations[state] = min(durations.get(state, took), took)
 
         rows = []
         failures = []
@@ -235,7 +257,7 @@ def test_sigkill_at_20_random_points_then_the_next_run_is_exact(tmp_path):
             state = ("empty", "update")[i % 2]
             # Stratified over the measured run (and a little past it), so the points spread out.
             stratum = i // 2
-            kill_after = (stratum + rng.random()) / (KILL_POINTS // 2) * durations[state] * 1.05
+            kill_after = (stratum + rng.random()) / (KILL_POINTS // 2) * durations[state]
             store = tmp_path / f"kill-{i}"
             if state == "update":
                 shutil.copytree(base, store)

@@ -1,0 +1,271 @@
+"""Every benchmark of issue 7 in one run, with results in bench/results/<mode>.json and the tables of
+docs/PERFORMANCE.md regenerated from them.
+
+    .venv/bin/python bench/run.py --quick     # a few minutes: 215 papers + 10k synthetic abstracts
+    .venv/bin/python bench/run.py             # full: up to 100k synthetic abstracts (long)
+
+Prints its results as it goes and ends with one JSON line of the headline figures. Timings are
+compared within the run (ratios, side by side) because absolute times drift on shared machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import report  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    du,
+    load_dev_questions,
+    log,
+    machine,
+    make_settings,
+    mb,
+    write_result,
+)
+
+QUICK = {"ingest_papers": 60, "sizes": [10_000], "questions": 30, "app_questions": 5,
+         "llm_questions": 15, "scale_out_papers": 40, "scale_out_questions": 10}
+FULL = {"ingest_papers": None, "sizes": [10_000, 20_000, 50_000, 100_000], "questions": None,
+        "app_questions": 10, "llm_questions": None, "scale_out_papers": 100,
+        "scale_out_questions": 30}
+SECTIONS = ("ingest", "scale", "llm", "scale_out")
+
+
+def base_store(work: Path, fresh: bool) -> Path:
+    """The bundled corpus ingested with the real model: built once per work directory."""
+    from assistant.errors import AssistantError
+    from assistant.ingest import ingest
+    from assistant.store import PaperStore
+
+    store_dir = work / "base-215"
+    settings = make_settings(store_dir)
+    if not fresh and (store_dir / "chroma.sqlite3").exists():
+        try:
+            store = PaperStore(settings)
+            store.check_compatible()
+            if store.count_papers() and not store.dirty:
+                ingest(settings, progress=False)  # no-op when in step; repairs BM25 if not
+                return store_dir
+        except AssistantError as exc:
+            log(f"base store unusable ({exc}); rebuilding")
+    log("building the base store (the bundled corpus, real model)")
+    ingest(settings, progress=False, rebuild=True)
+    return store_dir
+
+
+def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, Any]],
+                 app_questions: list[dict[str, Any]], build: dict[str, Any] | None,
+                 work: Path) -> dict[str, Any]:
+    from assistant.engine import Engine
+    from bench import app_bench, latency
+
+    settings = make_settings(store_dir)
+    t = time.perf_counter()
+    engine = Engine(settings)
+    engine_load_s = time.perf_counter() - t
+    row: dict[str, Any] = {
+        "synthetic": n_synthetic,
+        "papers": engine.store.count_papers(),
+        "chunks": engine.store.count_chunks(),
+        "engine_load_s": round(engine_load_s, 2),
+        "disk_mb": mb(du(store_dir)),
+        "build": build,
+    }
+    row["latency"] = latency.measure(engine, questions, label=f"{row['papers']} papers")
+    del engine
+    gc.collect()
+    row["app"] = app_bench.run_app(store_dir, app_questions,
+                                   log_path=work / f"app-{n_synthetic}.log")
+    return row
+
+
+def per_10k(sizes: list[dict[str, Any]], ingest: dict[str, Any] | None) -> dict[str, Any]:
+    """Costs per 10k abstracts from the smallest and largest measured sizes."""
+    if len(sizes) < 2:
+        return {}
+    lo, hi = sizes[0], sizes[-1]
+    units = (hi["papers"] - lo["papers"]) / 10_000
+    chunks_per_paper = (hi["chunks"] - lo["chunks"]) / max(hi["papers"] - lo["papers"], 1)
+    writes = [s["build"] for s in sizes if s.get("build")]
+    write_s = sum(b["chroma_write_s"] for b in writes)
+    added = sum(b["synthetic_added"] for b in writes)
+    out: dict[str, Any] = {
+        "chunks": round(chunks_per_paper * 10_000),
+        "disk_mb": round((hi["disk_mb"] - lo["disk_mb"]) / units, 1),
+        "app_peak_rss_mb": round((hi["app"]["peak_rss_mb"] - lo["app"]["peak_rss_mb"]) / units, 1),
+        "chroma_write_s": round(write_s / max(added, 1) * 10_000, 1),
+        "bm25_rebuild_s_at_largest": hi["build"]["bm25_build_s"] if hi.get("build") else None,
+        "bm25_rebuild_s_per_10k": round(hi["build"]["bm25_build_s"] / (hi["papers"] / 10_000), 2)
+        if hi.get("build") else None,
+    }
+    if ingest:
+        # Embedding dominates a real ingest: the measured chunks/s of the model on this machine.
+        out["embed_s_cpu"] = round(out["chunks"] / ingest["raw_chunks_per_s"], 1)
+        out["ingest_s_cpu"] = round(out["embed_s_cpu"] * ingest["ratio_vs_raw"], 1)
+    return out
+
+
+def extrapolate(unit: dict[str, Any]) -> dict[str, Any]:
+    if not unit:
+        return {}
+    out = {}
+    for label, n in (("1M", 1_000_000), ("36M", 36_000_000)):
+        f = n / 10_000
+        out[label] = {
+            "chunks": round(unit["chunks"] * f),
+            "disk_gb": round(unit["disk_mb"] * f / 1024, 1),
+            "app_rss_gb": round(unit["app_peak_rss_mb"] * f / 1024, 1),
+            "vectors_gb": round(unit["chunks"] * f * 384 * 4 / 2**30, 1),
+            "embed_hours_this_cpu": round(unit.get("embed_s_cpu", 0) * f / 3600, 1)
+            if unit.get("embed_s_cpu") else None,
+            "chroma_write_hours": round(unit["chroma_write_s"] * f / 3600, 1),
+        }
+    return out
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    h: dict[str, Any] = {"mode": results["mode"]}
+    ing = results.get("ingest")
+    if ing:
+        h["ingest_ratio_vs_raw_embedding"] = ing["ratio_vs_raw"]
+        h["ingest_papers_per_s"] = ing["ingest_papers_per_s"]
+        h["ingest_chunks_per_s"] = ing["ingest_chunks_per_s"]
+    sizes = results.get("sizes") or []
+    for s in sizes:
+        key = f"{s['papers']}"
+        lat = s["latency"]
+        h[f"retrieval_p95_ms@{key}"] = lat["retrieval_ms"]["ours"]["p95"]
+        h[f"numpy_p95_ms@{key}"] = lat["retrieval_ms"]["numpy_exact"]["p95"]
+        h[f"recall@10@{key}"] = lat["recall@10"]["ours"]
+        if lat.get("e2e"):
+            h[f"answer_p50_ms_warm@{key}"] = lat["e2e"]["warm_ms"]["p50"]
+            h[f"answer_p50_ms_cold@{key}"] = lat["e2e"]["cold_ms"]["p50"]
+        h[f"app_ready_s@{key}"] = s["app"]["ready_s"]
+        h[f"app_peak_rss_mb@{key}"] = s["app"]["peak_rss_mb"]
+    if results.get("llm"):
+        h["llm_ttft_overhead_ms_p50"] = results["llm"]["warm"]["ttft_overhead_ms"]["p50"]
+        h["llm_total_overhead_ms_p50"] = results["llm"]["warm"]["total_overhead_ms"]["p50"]
+    so = results.get("scale_out")
+    if so:
+        h["scale_out_ok"] = bool(so["ingest"]["complete"] and all(so.get("apps_see_new_paper", [])))
+    return h
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the reduced run (a few minutes)")
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench",
+                        help="scratch directory for stores (default: build/bench)")
+    parser.add_argument("--sizes", type=str, default=None,
+                        help="synthetic abstracts to add, comma-separated (e.g. 10000,100000)")
+    parser.add_argument("--questions", type=int, default=None, help="development questions used")
+    parser.add_argument("--skip", type=str, default="", help=f"sections to skip: {SECTIONS}")
+    parser.add_argument("--fresh", action="store_true", help="rebuild the cached base store")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+    parser.add_argument("--name", type=str, default=None,
+                        help="results name (default: quick or full)")
+    args = parser.parse_args()
+    plan = dict(QUICK if args.quick else FULL)
+    if args.sizes:
+        plan["sizes"] = [int(x) for x in args.sizes.split(",") if x.strip()]
+    if args.questions:
+        plan["questions"] = args.questions
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    mode = "quick" if args.quick else "full"
+    name = args.name or mode
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    from bench import synthetic
+
+    results: dict[str, Any] = {
+        "mode": mode, "plan": plan, "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+    }
+    questions = load_dev_questions(plan["questions"])
+    app_questions = load_dev_questions(plan["app_questions"])
+
+    # 1. Ingestion versus raw embedding (issue 2).
+    if "ingest" not in skip:
+        from bench import ingest_bench
+
+        results["ingest"] = ingest_bench.run(work / "ingest", plan["ingest_papers"])
+        for line in ingest_bench.format_lines(results["ingest"]):
+            print(line, flush=True)
+
+    # 2. Latency, quality, start time and memory at growing sizes.
+    if "scale" not in skip:
+        if plan["ingest_papers"] is None and "ingest" not in skip:
+            # The ingest bench just built the whole corpus with the real model: the base store.
+            base = work / "ingest" / "ingest-store"
+        else:
+            base = base_store(work, args.fresh)
+        bank = synthetic.sentence_bank(work, make_settings(base))
+        results["sentence_bank"] = {"sentences": len(bank.sentences), "donor_papers": len(bank.donors),
+                                    "embed_s": round(bank.seconds, 2)}
+        sizes = [measure_size(base, 0, questions, app_questions, None, work)]
+        results["sizes"] = sizes
+        scale_dir = work / "scale"
+        if plan["sizes"]:
+            synthetic.copy_store(base, scale_dir)
+        for n in sorted(plan["sizes"]):
+            log(f"growing the store to {n} synthetic abstracts")
+            build = synthetic.grow_store(make_settings(scale_dir), bank, n)
+            sizes.append(measure_size(scale_dir, n, questions, app_questions, build, work))
+            write_result(f"{name}.partial", results)
+        results["per_10k"] = per_10k(sizes, results.get("ingest"))
+        results["extrapolation"] = extrapolate(results["per_10k"])
+
+    # 3. LLM mode against the scripted server.
+    if "llm" not in skip:
+        from bench import llm_bench
+
+        store = work / "ingest" / "ingest-store"
+        if plan["ingest_papers"] is not None or not (store / "chroma.sqlite3").exists():
+            store = base_store(work, False)
+        results["llm"] = llm_bench.run(make_settings(store), load_dev_questions(plan["llm_questions"]))
+
+    # 4. Past one machine, small scale.
+    if "scale_out" not in skip:
+        from bench import scale_out
+
+        try:
+            results["scale_out"] = scale_out.run(work / "scale-out", plan["scale_out_papers"],
+                                                 load_dev_questions(plan["scale_out_questions"]))
+        except Exception as exc:  # a missing `chroma` CLI must not lose the rest of the run
+            log(f"scale-out failed: {type(exc).__name__}: {exc}")
+            results["scale_out"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["headline"] = headline(results)
+    write_result(name, results)
+    (RESULTS / f"{name}.partial.json").unlink(missing_ok=True)
+    print(report.summary_text(results), flush=True)
+    if not args.no_docs:
+        path = report.write_docs()
+        log(f"wrote {path.relative_to(ROOT)}")
+    print(json.dumps(results["headline"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
