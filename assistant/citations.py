@@ -158,7 +158,7 @@ def _units(text: str) -> list[tuple[int, int]]:
                 col += len(cell) + 1
         else:
             start = 0
-            for match in re.finditer(r"(?<=[.!?])(?:\s*\[[\d,;\s]+\])*\s+(?=[A-Z*\"(\[-])", body):
+            for match in re.finditer(r"(?<=[.!?])(?:\s*\[[\d,;\s]+\])*+\s+(?=[A-Z*\"(\[-])", body):
                 end = match.start() + len(match.group(0).rstrip())
                 spans.append((offset + start, offset + end))
                 start = match.end()

@@ -288,8 +288,8 @@ class Engine:
             body = f"{body}\n\n{OFFLINE_NOTE}"
         if answer.notice:
             # The notice quotes the LLM's error, which the LLM's server wrote: inert it too.
-            notice = sanitize(answer.notice[:500], set())[0].replace("_", " ").replace("*", " ")
-            body = f"_{notice}_\n\n{body}"
+            answer.notice = sanitize(answer.notice[:500], set())[0].replace("_", " ").replace("*", " ")
+            body = f"_{answer.notice}_\n\n{body}"
         answer.answer = body + source_list(report.citations)
         return answer.answer
 

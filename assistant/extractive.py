@@ -69,6 +69,7 @@ ROWS: dict[str, tuple[str, re.Pattern[str]]] = {
     ),
 }
 CELL_CHARS = 220
+ANAPHORA = re.compile(r"^(This|These|That|Those|It|Its|They|Their|However|Such|Moreover|Thus)\b")
 
 
 @dataclass
@@ -207,6 +208,8 @@ class ExtractiveAnswerer:
                     score += 0.2
                 if row == "Results" and numbers(sentence):
                     score += 0.2
+                if ANAPHORA.match(sentence):
+                    score -= 0.2  # "This hinders its adoption." means nothing alone in a cell
                 scored.append((score, row, i))
         picked: dict[str, str] = {}
         used: set[int] = set()

@@ -234,7 +234,9 @@ class LocalLlamaServer:
                 self._port = int(address.rsplit(":", 1)[1].split("/")[0])
                 self._wait_until_ready(began)
             except BaseException:
-                self._server = None  # frees it: stops llama.cpp
+                # Frees it, which stops llama.cpp (it would hang only if the task loop had not
+                # started; /metrics not answering within the timeout is the one way to get here).
+                self._server = None
                 self._port = None
                 raise
             _live.add(self)

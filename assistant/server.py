@@ -82,9 +82,11 @@ class EngineHolder:
         """One line for people: what startup is doing now."""
         if self.error is not None:
             return f"startup failed: {self.error}"
-        if self.phase == "building the index" and self.total:
-            return (f"building the index for the first time: {self.done:,}/{self.total:,} "
-                    "chunks embedded")
+        if self.phase == "building the index":
+            if self.total:
+                return (f"building the index for the first time: {self.done:,}/{self.total:,} "
+                        "chunks embedded")
+            return "building the index for the first time (loading the embedding model)"
         return self.phase
 
     def get(self) -> Engine:

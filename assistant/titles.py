@@ -50,6 +50,14 @@ def _compact(text: str) -> str:
     return re.sub(r"[^a-z0-9+]", "", text.lower())
 
 
+def _alias_pattern(alias: str) -> re.Pattern[str]:
+    parts = re.findall(r"[A-Za-z0-9]+|\+", alias)
+    body = ""
+    for part in parts:
+        body += re.escape(part) if part == "+" else (r"[\s\-_./]*" if body else "") + re.escape(part)
+    return re.compile(rf"(?<![A-Za-z0-9+]){body}(?![A-Za-z0-9+])", re.IGNORECASE)
+
+
 def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
     """How many papers mention each compacted word of `wanted` (word-bounded, any case)."""
     counts: dict[str, int] = defaultdict(int)
@@ -81,6 +89,7 @@ class TitleIndex:
         self._by_compact: dict[str, set[str]] = defaultdict(set)
         for alias, ids in self.aliases.items():
             self._by_compact[_compact(alias)].update(ids)
+        self._patterns = {alias: _alias_pattern(alias) for alias in self.aliases}
         self._normalized_titles = {pid: normalize_title(t) for pid, t in self.titles.items()}
 
     @staticmethod
@@ -100,19 +109,17 @@ class TitleIndex:
         matches: dict[str, EntityMatch] = {}
         positions: dict[str, int] = {}
         norm_q = f" {normalize_title(question)} "
-        compact_q = _compact(question)
         # 1. a whole title quoted or pasted into the question
         for pid, ntitle in self._normalized_titles.items():
             if len(ntitle) > 20 and f" {ntitle} " in norm_q:
                 matches[pid] = EntityMatch(self.titles[pid], pid, self.titles[pid], True)
-                positions[pid] = norm_q.index(ntitle)
-        # 2. exact aliases, word-bounded; multi-word aliases also match written together
+                # positions are offsets in the question as written
+                positions[pid] = norm_q.index(ntitle) * len(question) // max(len(norm_q), 1)
+        # 2. exact aliases in any case, word-bounded, with or without separators between their
+        # parts ("Swin SMT", "SwinSMT", "Swin-SMT"); "ChatCAD" is not found inside "ChatCAD+"
         for alias, ids in self.aliases.items():
-            nalias = normalize_title(alias)
-            pos = norm_q.find(f" {nalias} ")
-            if pos < 0 and " " in nalias and len(_compact(alias)) >= 5:
-                pos = compact_q.find(_compact(alias))
-                pos = pos * len(norm_q) // max(len(compact_q), 1) if pos >= 0 else -1
+            found = self._patterns[alias].search(question)
+            pos = found.start() if found else -1
             if pos >= 0:
                 for pid in ids:
                     if pid not in matches:

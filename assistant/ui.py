@@ -383,17 +383,17 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
         except AssistantError as exc:  # before anything changes: the question stays in the box
             raise gr.Error(esc(str(exc)), title="Cannot ask this", print_exception=False) from None
         chat = [*display(history), {"role": "user", "content": shown_question(question)},
-                {"role": "assistant", "content": "⏳ _Searching the papers…_"}]
+                {"role": "assistant", "content": "_Searching the papers…_"}]
         yield "", chat, gr.skip(), gr.skip(), gr.skip()
         while not holder.ready and holder.error is None:
-            chat[-1]["content"] = f"⏳ _The assistant is starting: {esc(holder.describe())}…_"
+            chat[-1]["content"] = f"_The assistant is starting: {esc(holder.describe())}…_"
             yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip()
             holder.wait(1.0)
         try:
             engine = holder.get()
             use_mode = mode if engine.llm is not None and mode in ("llm", "extractive") else None
             if engine.llm is not None and use_mode != "extractive":
-                chat[-1]["content"] = f"⏳ _Searching the papers, then asking {esc(engine.llm.name)}…_"
+                chat[-1]["content"] = f"_Searching the papers, then asking {esc(engine.llm.name)}…_"
                 yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip()
             turns = [Turn(role, text) for role, text in history]
             answer: Answer | None = None
@@ -406,12 +406,12 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                     yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip()
             assert answer is not None
         except AssistantError as exc:
-            chat[-1]["content"] = f"⚠️ {esc(exc.message)}" + (f"  \n_{esc(exc.hint)}_" if exc.hint else "")
+            chat[-1]["content"] = f"⚠ {esc(exc.message)}" + (f"  \n_{esc(exc.hint)}_" if exc.hint else "")
             yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip()
             return
         except Exception as exc:
             log.exception("answering failed")
-            chat[-1]["content"] = f"⚠️ internal error ({esc(type(exc).__name__)}); see the server log"
+            chat[-1]["content"] = f"⚠ internal error ({esc(type(exc).__name__)}); see the server log"
             yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip()
             return
         chat[-1]["content"] = answer.answer
@@ -497,7 +497,8 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
         return header_html(mode_label(engine, mode), papers, holder.describe())
 
     # --- layout ------------------------------------------------------------------------------
-    with gr.Blocks(title="Paper assistant", fill_width=True) as demo:
+    # No telemetry: the app runs offline and sends nothing anywhere.
+    with gr.Blocks(title="Paper assistant", fill_width=True, analytics_enabled=False) as demo:
         history = gr.State([])
         last = gr.State(None)  # paper ids of the latest answer: {"cited": {id: n}, "retrieved": ...}
         header = gr.HTML(header_html(mode_label(None, None), None, holder.describe()))

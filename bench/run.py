@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report  # noqa: E402
-from bench.common import (  # noqa: E402
+from bench import report
+from bench.common import (
     RESULTS,
     ROOT,
     du,

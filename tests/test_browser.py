@@ -53,6 +53,9 @@ def page(browser: Any) -> Iterator[Any]:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.errors = errors
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.requested = requests
     yield page
     context.close()
 
@@ -111,6 +114,8 @@ def test_comparison_question_in_the_browser(page: Any, corpus_store: Settings, e
             " return p && p.data && p.data.some(t => t.name === 'Cited in the latest answer'); }",
             timeout=TIMEOUT)
         assert page.errors == []
+        outside = [u for u in page.requested if not u.startswith((server.url, "data:", "blob:"))]
+        assert outside == []  # the page works offline: nothing fetched from the internet
 
 
 def test_markup_in_the_corpus_and_the_question_stays_inert(page: Any, tmp_path: Path) -> None:

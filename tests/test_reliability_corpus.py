@@ -111,13 +111,16 @@ def test_every_case_loads_cleanly_or_is_rejected_naming_file_and_line(tmp_path):
         per_category[case.category]["cases"] += 1
         if problems:
             failures.append(f"{case.id}: {'; '.join(problems)}")
-    write_result("corpus_load", {
-        "seed": 6,
-        "cases": len(CASES),
-        "seconds": round(time.perf_counter() - started, 2),
-        "categories": {k: dict(v) for k, v in per_category.items()},
-        "failures": failures,
-    })
+    write_result(
+        "corpus_load",
+        {
+            "seed": 6,
+            "cases": len(CASES),
+            "seconds": round(time.perf_counter() - started, 2),
+            "categories": {k: dict(v) for k, v in per_category.items()},
+            "failures": failures,
+        },
+    )
     assert not failures, "\n".join(failures[:30])
 
 
@@ -128,8 +131,11 @@ def sample_for_ingest(seed: int = 6) -> list[Case]:
     for category in dict.fromkeys(c.category for c in CASES):
         members = [c for c in CASES if c.category == category]
         rejected = [c for c in members if c.expect == "reject"]
-        others = [c for c in members if c.expect != "reject"
-                  and sum(d.count(b"\n") for _, d in c.files) <= 2 * MAX_SAMPLE_PAPERS + 10]
+        others = [
+            c
+            for c in members
+            if c.expect != "reject" and sum(d.count(b"\n") for _, d in c.files) <= 2 * MAX_SAMPLE_PAPERS + 10
+        ]
         chosen += rejected + rng.sample(others, min(ACCEPTED_PER_CATEGORY, len(others)))
     return chosen
 
@@ -168,8 +174,10 @@ def test_ingesting_bad_files_never_loses_or_half_writes_the_store(tmp_path):
             stats["accepted"] += 1
             stats["papers written"] += summary.papers_added + summary.papers_updated
             if summary.papers_total != len(want.papers) or summary.chunks_total != want.n_chunks:
-                problems.append(f"summary says {summary.papers_total}/{summary.chunks_total}, "
-                                f"store should hold {len(want.papers)}/{want.n_chunks}")
+                problems.append(
+                    f"summary says {summary.papers_total}/{summary.chunks_total}, "
+                    f"store should hold {len(want.papers)}/{want.n_chunks}"
+                )
         after = snapshot(settings)
         problems += differences(after, want)
         lost = [pid for pid in base_papers if pid not in after.papers]
@@ -179,12 +187,15 @@ def test_ingesting_bad_files_never_loses_or_half_writes_the_store(tmp_path):
         if problems:
             failures.append(f"{case.id}: {'; '.join(problems)}")
         before = after
-    write_result("corpus_ingest", {
-        "base_papers": len(base_papers),
-        "final_papers": len(before.papers),
-        "final_chunks": before.n_chunks,
-        "seconds": round(time.perf_counter() - started, 2),
-        "categories": {k: dict(v) for k, v in per_category.items()},
-        "failures": failures,
-    })
+    write_result(
+        "corpus_ingest",
+        {
+            "base_papers": len(base_papers),
+            "final_papers": len(before.papers),
+            "final_chunks": before.n_chunks,
+            "seconds": round(time.perf_counter() - started, 2),
+            "categories": {k: dict(v) for k, v in per_category.items()},
+            "failures": failures,
+        },
+    )
     assert not failures, "\n".join(failures[:30])

@@ -32,6 +32,7 @@ from reliability.common import (
 )
 from reliability.corpus_cases import base_corpus, listing
 from reliability.faults import FAULTS, FaultLLMServer, closed_port
+from reliability.injection import inspect
 from reliability.killing import Zygote
 
 from assistant.conversation import Turn
@@ -77,22 +78,34 @@ def test_every_llm_fault_gets_the_offline_answer_within_the_timeout(small_store)
     for fault in ["down", *FAULTS]:
         for follow_up in (False, True):
             if fault == "down":
-                elapsed, answer = _ask_through(settings, f"http://127.0.0.1:{closed_port()}/v1",
-                                               history if follow_up else [])
+                elapsed, answer = _ask_through(
+                    settings, f"http://127.0.0.1:{closed_port()}/v1", history if follow_up else []
+                )
                 requests = None
             else:
                 with FaultLLMServer(fault) as server:
                     elapsed, answer = _ask_through(settings, server.base_url, history if follow_up else [])
                     requests = server.requests
-            row = {"fault": fault, "what": FAULTS.get(fault, "nothing listening on the port"),
-                   "follow_up": follow_up, "seconds": round(elapsed, 2), "mode": answer.mode,
-                   "llm_error": answer.llm_error, "requests": requests}
+            row = {
+                "fault": fault,
+                "what": FAULTS.get(fault, "nothing listening on the port"),
+                "follow_up": follow_up,
+                "seconds": round(elapsed, 2),
+                "mode": answer.mode,
+                "llm_error": answer.llm_error,
+                "requests": requests,
+            }
             rows.append(row)
             marked = OFFLINE_NOTE in answer.answer and "language model was unavailable" in answer.answer
             if answer.mode != "extractive" or not answer.llm_error or not marked or answer.abstained:
                 failures.append(f"{fault} (follow-up={follow_up}): not the marked offline answer: {row}")
             if not answer.citations:
                 failures.append(f"{fault}: the offline answer cites nothing")
+            unsafe = inspect(
+                answer.answer, {s.url for s in answer.sources if s.url}, {s.n for s in answer.sources}
+            )
+            if unsafe.any():  # the notice quotes the server's error text
+                failures.append(f"{fault}: unsafe text in the offline answer: {unsafe.as_dict()}")
             if elapsed > LLM_TIMEOUT + 10:  # loose: the report carries the real numbers
                 failures.append(f"{fault}: took {elapsed:.1f}s with a {LLM_TIMEOUT:g}s timeout")
     # A healthy endpoint still answers in LLM mode (the harness is not failing everything).
@@ -125,8 +138,11 @@ class ChromaServer:
     def start(self) -> float:
         started = time.perf_counter()
         with self.log.open("a") as log:
-            self.proc = subprocess.Popen([self.exe, "run", "--path", str(self.path), "--host", "127.0.0.1",
-                                          "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [self.exe, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         while not self.up():
             if self.proc.poll() is not None or time.perf_counter() - started > 60:
                 raise RuntimeError(f"chroma run did not start: {self.log.read_text()[-2000:]}")
@@ -152,8 +168,9 @@ def test_chroma_server_outage_is_a_clear_503_and_the_same_engine_recovers(tmp_pa
     try:
         corpus = tmp_path / "base.txt"
         corpus.write_text(base_corpus(), encoding="utf-8")
-        settings = make_settings(tmp_path / "local", embed_backend="hash", chroma_url=server.url,
-                                 chroma_timeout=2.0)
+        settings = make_settings(
+            tmp_path / "local", embed_backend="hash", chroma_url=server.url, chroma_timeout=2.0
+        )
         ingest(settings, [corpus], progress=False)
         engine = Engine(settings)
         before = engine.ask(QUESTION)
@@ -161,13 +178,24 @@ def test_chroma_server_outage_is_a_clear_503_and_the_same_engine_recovers(tmp_pa
 
         server.kill()
         outage = []
-        for call in (lambda: engine.ask(QUESTION), lambda: engine.search(QUESTION), engine.status,
-                     engine.papers, lambda: list(engine.stream(QUESTION))):
+        for call in (
+            lambda: engine.ask(QUESTION),
+            lambda: engine.search(QUESTION),
+            engine.status,
+            engine.papers,
+            lambda: list(engine.stream(QUESTION)),
+        ):
             started = time.perf_counter()
             with pytest.raises(StoreError) as caught:
                 call()
-            outage.append({"seconds": round(time.perf_counter() - started, 3), "status": caught.value.status,
-                           "message": caught.value.message, "hint": caught.value.hint})
+            outage.append(
+                {
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "status": caught.value.status,
+                    "message": caught.value.message,
+                    "hint": caught.value.hint,
+                }
+            )
             assert caught.value.status == 503
             assert server.url in caught.value.message and "not answering" in caught.value.message
             assert "chroma run" in (caught.value.hint or "")
@@ -187,17 +215,30 @@ def test_chroma_server_outage_is_a_clear_503_and_the_same_engine_recovers(tmp_pa
                 started = time.perf_counter()
                 with pytest.raises(StoreError) as caught:
                     call()
-                hung.append({"seconds": round(time.perf_counter() - started, 2),
-                             "status": caught.value.status, "message": caught.value.message})
+                hung.append(
+                    {
+                        "seconds": round(time.perf_counter() - started, 2),
+                        "status": caught.value.status,
+                        "message": caught.value.message,
+                    }
+                )
                 assert caught.value.status == 503
                 assert time.perf_counter() - started < settings.chroma_timeout + 10
         finally:
             server.proc.send_signal(signal.SIGCONT)
         resumed = engine.ask(QUESTION)
         assert resumed.answer == before.answer
-        write_result("chroma_outage", {"calls_during_outage": outage, "restart_seconds": round(restart, 2),
-                                       "recovered": True, "papers_after": engine.status()["papers"],
-                                       "hung_server": hung, "chroma_timeout": settings.chroma_timeout})
+        write_result(
+            "chroma_outage",
+            {
+                "calls_during_outage": outage,
+                "restart_seconds": round(restart, 2),
+                "recovered": True,
+                "papers_after": engine.status()["papers"],
+                "hung_server": hung,
+                "chroma_timeout": settings.chroma_timeout,
+            },
+        )
     finally:
         server.kill()
 
@@ -276,21 +317,39 @@ def test_sigkill_at_20_random_points_then_the_next_run_is_exact(tmp_path):
                 problems.append("chunk texts differ from the corpus")
             if (summary.papers_total, summary.chunks_total) != (len(want.papers), want.n_chunks):
                 problems.append("the next run's summary disagrees with the corpus")
-            rows.append({"point": i, "start": state, "kill_after_s": round(run.killed_at or 0, 3),
-                         "phase": phase, "batches_written_before_kill": run.progress,
-                         "papers_at_kill": at_kill, "next_run_s": round(resume, 2),
-                         "papers": len(got.papers), "chunks": got.n_chunks, "problems": problems})
+            rows.append(
+                {
+                    "point": i,
+                    "start": state,
+                    "kill_after_s": round(run.killed_at or 0, 3),
+                    "phase": phase,
+                    "batches_written_before_kill": run.progress,
+                    "papers_at_kill": at_kill,
+                    "next_run_s": round(resume, 2),
+                    "papers": len(got.papers),
+                    "chunks": got.n_chunks,
+                    "problems": problems,
+                }
+            )
             if problems:
                 failures.append(f"point {i} ({state}, {phase}): {problems}")
     finally:
         zygote.close()
     phases = Counter(r["phase"] for r in rows)
-    write_result("kill_ingest", {
-        "seed": KILL_SEED, "points": KILL_POINTS, "papers": len(accepted),
-        "chunks": sum(r["chunks"] for r in rows[:1]), "batch_papers": batch,
-        "durations_s": {k: round(v, 3) for k, v in durations.items()}, "phases": dict(phases),
-        "rows": rows, "failures": failures,
-    })
+    write_result(
+        "kill_ingest",
+        {
+            "seed": KILL_SEED,
+            "points": KILL_POINTS,
+            "papers": len(accepted),
+            "chunks": sum(r["chunks"] for r in rows[:1]),
+            "batch_papers": batch,
+            "durations_s": {k: round(v, 3) for k, v in durations.items()},
+            "phases": dict(phases),
+            "rows": rows,
+            "failures": failures,
+        },
+    )
     assert not failures, "\n".join(failures)
     assert len(rows) == KILL_POINTS
     # The points must really interrupt writes, not just land before or after them.
@@ -307,9 +366,23 @@ def _two_ingests(tmp_path: Path, name: str, lock_timeout: float) -> tuple[list[d
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(listing(papers(random.Random(100 + k), 150, f"{name}{k}")), encoding="utf-8")
         corpora.append(path)
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests/reliability/ingest_once.py"), str(store),
-                               str(c), str(lock_timeout), str(go)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT) for c in corpora]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests/reliability/ingest_once.py"),
+                str(store),
+                str(c),
+                str(lock_timeout),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for c in corpora
+    ]
     for proc in procs:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
@@ -347,10 +420,13 @@ def test_two_ingests_at_once_wait_or_are_refused_and_the_store_stays_exact(tmp_p
         assert loser["status"] == 409 and "another ingest is writing" in loser["error"], loser
     ok = [c for c, r in zip(corpora2, refused, strict=True) if r["exit"] == 0]
     refused_problems = _store_matches(store2, ok)
-    write_result("concurrent_ingest", {
-        "wait": {"results": waited, "store_problems": waited_problems},
-        "refuse": {"results": refused, "store_problems": refused_problems},
-    })
+    write_result(
+        "concurrent_ingest",
+        {
+            "wait": {"results": waited, "store_problems": waited_problems},
+            "refuse": {"results": refused, "store_problems": refused_problems},
+        },
+    )
     assert not waited_problems and not refused_problems
     # Both started within milliseconds on a 150-paper ingest: one must have been refused.
     assert outcomes == [0, 2] and len(winners) == 1, refused
@@ -392,9 +468,19 @@ def _damage(kind: str, store: Path) -> None:
         raise ValueError(kind)
 
 
-DAMAGE = ["missing directory", "empty directory", "zero-byte chroma.sqlite3", "garbage chroma.sqlite3",
-          "truncated chroma.sqlite3", "deleted chroma.sqlite3", "deleted collection folders",
-          "garbled collection files", "deleted BM25 index", "garbled BM25 index", "stale lock file"]
+DAMAGE = [
+    "missing directory",
+    "empty directory",
+    "zero-byte chroma.sqlite3",
+    "garbage chroma.sqlite3",
+    "truncated chroma.sqlite3",
+    "deleted chroma.sqlite3",
+    "deleted collection folders",
+    "garbled collection files",
+    "deleted BM25 index",
+    "garbled BM25 index",
+    "stale lock file",
+]
 
 
 @pytest.mark.slow
@@ -448,15 +534,19 @@ def test_cli_reports_a_damaged_store_and_rebuild_recovers(small_store, tmp_path)
     """The documented recovery, through the real command line."""
     good_settings, corpus = small_store
     exe = Path(sys.executable).with_name("assistant")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "OPENAI_"))},
-           "ASSISTANT_EMBED_BACKEND": "hash", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "OPENAI_"))},
+        "ASSISTANT_EMBED_BACKEND": "hash",
+        "HF_HUB_OFFLINE": "1",
+    }
     store = tmp_path / "cli-store"
     shutil.copytree(good_settings.store_dir, store)
     _damage("garbage chroma.sqlite3", store)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=tmp_path,
-                              timeout=180)
+        return subprocess.run(
+            [str(exe), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180
+        )
 
     broken = cli("ask", QUESTION, "--store", str(store))
     assert broken.returncode == 2 and "Traceback" not in broken.stderr
@@ -468,8 +558,14 @@ def test_cli_reports_a_damaged_store_and_rebuild_recovers(small_store, tmp_path)
     assert fixed.returncode == 0, fixed.stderr
     assert json.loads(fixed.stdout)["sources"]
     missing = cli("ask", QUESTION, "--store", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "no store at" in missing.stderr and "assistant ingest" in missing.stderr
-    write_result("damaged_store_cli", {
-        "broken": broken.stderr.strip(), "rebuild": json.loads(rebuilt.stdout),
-        "missing": missing.stderr.strip(),
-    })
+    assert (
+        missing.returncode == 2 and "no store at" in missing.stderr and "assistant ingest" in missing.stderr
+    )
+    write_result(
+        "damaged_store_cli",
+        {
+            "broken": broken.stderr.strip(),
+            "rebuild": json.loads(rebuilt.stdout),
+            "missing": missing.stderr.strip(),
+        },
+    )

@@ -28,8 +28,10 @@ def poisoned(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("injection")
     records = poisoned_corpus()
     path = root / "poisoned.jsonl"
-    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "poison"}) + "\n"
-                            for r in records), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "poison"}) + "\n" for r in records),
+        encoding="utf-8",
+    )
     settings = make_settings(root / "store", embed_backend="hash")
     ingest(settings, [path], progress=False)
     with FakeLLMServer(naive_reply) as server:
@@ -81,14 +83,21 @@ def test_poisoned_abstracts_cannot_steer_what_the_user_sees(poisoned):
             for what, values in final.as_dict().items():
                 stats[key][f"violation: {what}"] += len(values)
             if final.any() or bad_drafts:
-                failures.append(f"{mode} #{record['poison']} ({poison.kind}): final {final.as_dict()}; "
-                                f"{len(bad_drafts)} bad draft(s), first: "
-                                f"{_check(bad_drafts[0], answer).as_dict() if bad_drafts else None}")
-    write_result("injection", {"poisoned_papers": len(poisoned_records),
-                               "clean_papers": len(records) - len(poisoned_records),
-                               "llm_requests": len(server.requests),
-                               "stats": {k: dict(v) for k, v in sorted(stats.items())},
-                               "failures": failures})
+                failures.append(
+                    f"{mode} #{record['poison']} ({poison.kind}): final {final.as_dict()}; "
+                    f"{len(bad_drafts)} bad draft(s), first: "
+                    f"{_check(bad_drafts[0], answer).as_dict() if bad_drafts else None}"
+                )
+    write_result(
+        "injection",
+        {
+            "poisoned_papers": len(poisoned_records),
+            "clean_papers": len(records) - len(poisoned_records),
+            "llm_requests": len(server.requests),
+            "stats": {k: dict(v) for k, v in sorted(stats.items())},
+            "failures": failures,
+        },
+    )
     assert not failures, "\n".join(failures)
 
 
@@ -107,8 +116,11 @@ def test_the_api_stream_carries_no_injected_content(poisoned):
     checked = 0
     for record in [r for r in records if "poison" in r]:
         reference = engine.ask(question_for(record))
-        body = {"model": "paper-assistant", "stream": True,
-                "messages": [{"role": "user", "content": question_for(record)}]}
+        body = {
+            "model": "paper-assistant",
+            "stream": True,
+            "messages": [{"role": "user", "content": question_for(record)}],
+        }
         with client.stream("POST", "/v1/chat/completions", json=body) as response:
             assert response.status_code == 200
             message, final = "", None

@@ -20,14 +20,57 @@ from assistant.store import PaperStore
 
 RESULTS = Path(os.environ.get("RELIABILITY_RESULTS_DIR", Path(__file__).parent / "results"))
 
-WORDS = (
-    "segmentation transformer radiology cohort biomarker ultrasound pathology retinal lesion "
-    "classifier calibration federated multimodal encoder decoder annotation benchmark clinician "
-    "diagnosis tumour cardiac echocardiography histology mammography triage sepsis genomic "
-    "attention contrastive diffusion registration uncertainty sensitivity specificity survival "
-    "prognosis longitudinal imaging report retrieval dermatology endoscopy polyp glaucoma "
-    "arrhythmia pneumonia fracture lymphoma stroke"
-).split()
+WORDS = [
+    "segmentation",
+    "transformer",
+    "radiology",
+    "cohort",
+    "biomarker",
+    "ultrasound",
+    "pathology",
+    "retinal",
+    "lesion",
+    "classifier",
+    "calibration",
+    "federated",
+    "multimodal",
+    "encoder",
+    "decoder",
+    "annotation",
+    "benchmark",
+    "clinician",
+    "diagnosis",
+    "tumour",
+    "cardiac",
+    "echocardiography",
+    "histology",
+    "mammography",
+    "triage",
+    "sepsis",
+    "genomic",
+    "attention",
+    "contrastive",
+    "diffusion",
+    "registration",
+    "uncertainty",
+    "sensitivity",
+    "specificity",
+    "survival",
+    "prognosis",
+    "longitudinal",
+    "imaging",
+    "report",
+    "retrieval",
+    "dermatology",
+    "endoscopy",
+    "polyp",
+    "glaucoma",
+    "arrhythmia",
+    "pneumonia",
+    "fracture",
+    "lymphoma",
+    "stroke",
+]
 
 
 def sentence(rng: random.Random, n: int | None = None) -> str:
@@ -72,8 +115,13 @@ def snapshot(settings: Settings) -> Snapshot:
         for cid, meta in zip(page["ids"], page["metadatas"], strict=True):
             chunk_ids.add(cid)
             per_paper[str((meta or {}).get("paper_id"))] += 1
-    return Snapshot(store.paper_hashes(), dict(per_paper), frozenset(chunk_ids), store.dirty,
-                    bm25_is_fresh(store, settings.bm25_dir))
+    return Snapshot(
+        store.paper_hashes(),
+        dict(per_paper),
+        frozenset(chunk_ids),
+        store.dirty,
+        bm25_is_fresh(store, settings.bm25_dir),
+    )
 
 
 def expected_after(before: Snapshot, accepted: list[Paper], settings: Settings) -> Snapshot:
@@ -103,8 +151,10 @@ def differences(got: Snapshot, want: Snapshot) -> list[str]:
     if got.chunks != want.chunks:
         problems.append("chunk counts per paper differ")
     if got.chunk_ids != want.chunk_ids:
-        problems.append(f"chunk ids differ ({len(got.chunk_ids - want.chunk_ids)} extra, "
-                        f"{len(want.chunk_ids - got.chunk_ids)} missing)")
+        problems.append(
+            f"chunk ids differ ({len(got.chunk_ids - want.chunk_ids)} extra, "
+            f"{len(want.chunk_ids - got.chunk_ids)} missing)"
+        )
     if got.dirty:
         problems.append("store left marked dirty")
     if not got.bm25_fresh:
@@ -117,8 +167,7 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     """Numbers for docs/RELIABILITY.md; `python -m tests.reliability.report` turns them into tables."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
-                    encoding="utf-8")
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 
@@ -132,8 +181,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
     ordered = sorted(values)
     cuts = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else ordered * 99
-    return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3),
-            "max": round(ordered[-1], 3)}
+    return {
+        "p50": round(cuts[49], 3),
+        "p95": round(cuts[94], 3),
+        "p99": round(cuts[98], 3),
+        "max": round(ordered[-1], 3),
+    }
 
 
 def chunk_texts(settings: Settings) -> dict[str, list[str]]:
@@ -147,5 +200,6 @@ def chunk_texts(settings: Settings) -> dict[str, list[str]]:
 
 
 def expected_texts(accepted: list[Paper], settings: Settings) -> dict[str, list[str]]:
-    return {p.id: [n.text for n in chunk_paper(p, settings.chunk_size, settings.chunk_overlap)]
-            for p in accepted}
+    return {
+        p.id: [n.text for n in chunk_paper(p, settings.chunk_size, settings.chunk_overlap)] for p in accepted
+    }

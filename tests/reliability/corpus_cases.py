@@ -82,8 +82,15 @@ def truncated(rng: random.Random) -> list[Case]:
         # Some multibyte characters so that cuts can land inside one.
         data = data.replace(b" for ", " für ".encode(), 2)
         cut = rng.randint(1, len(data) - 1)
-        cases.append(Case(f"truncated-{fmt}-{i}", "truncated files", [(name, data[:cut])], "either",
-                          note=f"cut at byte {cut} of {len(data)}"))
+        cases.append(
+            Case(
+                f"truncated-{fmt}-{i}",
+                "truncated files",
+                [(name, data[:cut])],
+                "either",
+                note=f"cut at byte {cut} of {len(data)}",
+            )
+        )
     return cases
 
 
@@ -104,19 +111,40 @@ def odd_lines(rng: random.Random) -> list[Case]:
             first = 2 if i % 2 == 0 else 0
             k = rng.randrange(len(items) - 1)  # not the last: trailing blank lines are dropped
             lines[first + 2 * k + 1] = "   "
-            cases.append(Case(f"odd-lines-blank-abstract-{i}", "odd line counts",
-                              [(f"odd{i}.txt", utf8("\n".join(lines) + "\n"))], "reject",
-                              line=first + 2 * k + 2, fragment="abstract"))
+            cases.append(
+                Case(
+                    f"odd-lines-blank-abstract-{i}",
+                    "odd line counts",
+                    [(f"odd{i}.txt", utf8("\n".join(lines) + "\n"))],
+                    "reject",
+                    line=first + 2 * k + 2,
+                    fragment="abstract",
+                )
+            )
             continue
-        cases.append(Case(f"odd-lines-{kind}-{i}", "odd line counts",
-                          [(f"odd{i}.txt", utf8("\n".join(lines) + "\n"))], "reject",
-                          fragment="odd number"))
+        cases.append(
+            Case(
+                f"odd-lines-{kind}-{i}",
+                "odd line counts",
+                [(f"odd{i}.txt", utf8("\n".join(lines) + "\n"))],
+                "reject",
+                fragment="odd number",
+            )
+        )
     return cases
 
 
 def binary(rng: random.Random) -> list[Case]:
-    magic = [b"\x89PNG\r\n\x1a\n", b"PK\x03\x04", b"\x1f\x8b\x08", b"%PDF-1.7\n", b"\x7fELF",
-             b"GIF89a", b"\xff\xd8\xff\xe0", b"SQLite format 3\x00"]
+    magic = [
+        b"\x89PNG\r\n\x1a\n",
+        b"PK\x03\x04",
+        b"\x1f\x8b\x08",
+        b"%PDF-1.7\n",
+        b"\x7fELF",
+        b"GIF89a",
+        b"\xff\xd8\xff\xe0",
+        b"SQLite format 3\x00",
+    ]
     cases = []
     for i in range(50):
         ext = (".txt", ".jsonl", ".csv", "")[i % 4]
@@ -134,55 +162,105 @@ def binary(rng: random.Random) -> list[Case]:
 
 def encodings(rng: random.Random) -> list[Case]:
     cases = []
-    accented = [("Détection précoce du mélanome: Ærø study", "Les résultats montrent 93.1% de précision."),
-                ("Überwachung der Herzfrequenz mit KI", "Die Genauigkeit beträgt 91.2% bei Patienten."),
-                ("Análisis de imágenes: niño y corazón", "El modelo alcanzó una sensibilidad del 88%.")]
+    accented = [
+        ("Détection précoce du mélanome: Ærø study", "Les résultats montrent 93.1% de précision."),
+        ("Überwachung der Herzfrequenz mit KI", "Die Genauigkeit beträgt 91.2% bei Patienten."),
+        ("Análisis de imágenes: niño y corazón", "El modelo alcanzó una sensibilidad del 88%."),
+    ]
     for i in range(50):
         kind = i % 10
         base = accented + papers(rng, 2, f"enc{i}")
         text = listing(base)
         name = f"enc{i}.txt"
         if kind == 0:
-            cases.append(Case(f"enc-latin1-{i}", "mixed encodings", [(name, text.encode("latin-1", "replace"))],
-                              "reject", line=3, fragment="UTF-8"))
+            cases.append(
+                Case(
+                    f"enc-latin1-{i}",
+                    "mixed encodings",
+                    [(name, text.encode("latin-1", "replace"))],
+                    "reject",
+                    line=3,
+                    fragment="UTF-8",
+                )
+            )
         elif kind == 1:
-            cases.append(Case(f"enc-cp1252-{i}", "mixed encodings",
-                              [(name, (text + "“Smart quotes” — 5 ‰\nAbstract\n").encode("cp1252", "replace"))],
-                              "reject", line=3, fragment="UTF-8"))
+            cases.append(
+                Case(
+                    f"enc-cp1252-{i}",
+                    "mixed encodings",
+                    [(name, (text + "“Smart quotes” — 5 ‰\nAbstract\n").encode("cp1252", "replace"))],
+                    "reject",
+                    line=3,
+                    fragment="UTF-8",
+                )
+            )
         elif kind == 2:
-            cases.append(Case(f"enc-utf16le-bom-{i}", "mixed encodings", [(name, text.encode("utf-16"))],
-                              "reject", fragment="UTF-8"))
+            cases.append(
+                Case(
+                    f"enc-utf16le-bom-{i}",
+                    "mixed encodings",
+                    [(name, text.encode("utf-16"))],
+                    "reject",
+                    fragment="UTF-8",
+                )
+            )
         elif kind == 3:
-            cases.append(Case(f"enc-utf16be-{i}", "mixed encodings", [(name, text.encode("utf-16-be"))],
-                              "reject"))
+            cases.append(
+                Case(f"enc-utf16be-{i}", "mixed encodings", [(name, text.encode("utf-16-be"))], "reject")
+            )
         elif kind == 4:  # UTF-8 with a latin-1 line appended (two editors, one file)
             good = utf8(listing(papers(rng, 3, f"enc{i}")))
             lines = good.count(b"\n")
             bad = "Étude sur l'échographie\nRésumé\n".encode("latin-1")
-            cases.append(Case(f"enc-mixed-lines-{i}", "mixed encodings", [(name, good + bad)], "reject",
-                              line=lines + 1, fragment="UTF-8"))
+            cases.append(
+                Case(
+                    f"enc-mixed-lines-{i}",
+                    "mixed encodings",
+                    [(name, good + bad)],
+                    "reject",
+                    line=lines + 1,
+                    fragment="UTF-8",
+                )
+            )
         elif kind == 5:  # UTF-8 with a byte-order mark: accepted
-            cases.append(Case(f"enc-utf8-bom-{i}", "mixed encodings",
-                              [(name, b"\xef\xbb\xbf" + utf8(text))], "accept"))
+            cases.append(
+                Case(f"enc-utf8-bom-{i}", "mixed encodings", [(name, b"\xef\xbb\xbf" + utf8(text))], "accept")
+            )
         elif kind == 6:  # plain UTF-8 accents, CJK, emoji: accepted
-            extra = [("医学图像分割的深度学习方法", "本文提出了一种新的分割网络，准确率达到 92.5%。"),
-                     ("Emoji 🩺 triage assistant", "Clinicians 👩‍⚕️ rated it 4.5/5 in 120 cases.")]
-            cases.append(Case(f"enc-utf8-rich-{i}", "mixed encodings", [(name, utf8(listing(base + extra)))],
-                              "accept"))
+            extra = [
+                ("医学图像分割的深度学习方法", "本文提出了一种新的分割网络，准确率达到 92.5%。"),
+                ("Emoji 🩺 triage assistant", "Clinicians 👩‍⚕️ rated it 4.5/5 in 120 cases."),
+            ]
+            cases.append(
+                Case(f"enc-utf8-rich-{i}", "mixed encodings", [(name, utf8(listing(base + extra)))], "accept")
+            )
         elif kind == 7:  # Shift-JIS
-            cases.append(Case(f"enc-shiftjis-{i}", "mixed encodings",
-                              [(name, listing([("医療画像の解析", "精度は九十パーセントです。")]).encode("shift_jis"))],
-                              "reject", fragment="UTF-8"))
+            cases.append(
+                Case(
+                    f"enc-shiftjis-{i}",
+                    "mixed encodings",
+                    [(name, listing([("医療画像の解析", "精度は九十パーセントです。")]).encode("shift_jis"))],
+                    "reject",
+                    fragment="UTF-8",
+                )
+            )
         elif kind == 8:  # JSON escapes of lone surrogates: legal JSON, not encodable text
             record = {"title": f"Lone \\ud83d surrogate {i}", "abstract": "Broken \\udfff emoji pair."}
             raw = json.dumps(record).replace("\\\\", "\\")
-            cases.append(Case(f"enc-json-surrogate-{i}", "mixed encodings", [(f"enc{i}.jsonl", utf8(raw + "\n"))],
-                              "accept"))
+            cases.append(
+                Case(
+                    f"enc-json-surrogate-{i}",
+                    "mixed encodings",
+                    [(f"enc{i}.jsonl", utf8(raw + "\n"))],
+                    "accept",
+                )
+            )
         else:  # CESU-8 / encoded surrogates and overlong sequences: not UTF-8
             seq = (b"\xed\xa0\xbd", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf8\x88\x80\x80\x80")[i % 4]
             data = utf8(listing(papers(rng, 2, f"enc{i}"))).replace(b"\n", b" " + seq + b"\n", 3)
-            cases.append(Case(f"enc-invalid-seq-{i}", "mixed encodings", [(name, data)], "reject",
-                              fragment="UTF-8"))
+            cases.append(
+                Case(f"enc-invalid-seq-{i}", "mixed encodings", [(name, data)], "reject", fragment="UTF-8")
+            )
     return cases
 
 
@@ -192,34 +270,88 @@ def enormous(rng: random.Random) -> list[Case]:
         kind = i % 6
         if kind == 0:  # abstract over the limit
             limit = 2_000
-            items = papers(rng, 2, f"big{i}") + [(title(rng, f"big{i}-x"), "word " * (limit // 5 + 50))]
-            cases.append(Case(f"enormous-abstract-{i}", "enormous abstracts",
-                              [(f"big{i}.txt", utf8(listing(items)))], "reject", line=7, fragment="abstract",
-                              limits={"max_abstract_chars": limit}))
+            items = [*papers(rng, 2, f"big{i}"), (title(rng, f"big{i}-x"), "word " * (limit // 5 + 50))]
+            cases.append(
+                Case(
+                    f"enormous-abstract-{i}",
+                    "enormous abstracts",
+                    [(f"big{i}.txt", utf8(listing(items)))],
+                    "reject",
+                    line=7,
+                    fragment="abstract",
+                    limits={"max_abstract_chars": limit},
+                )
+            )
         elif kind == 1:  # at the limit exactly: accepted
             limit = 2_000
             text = ("Dense retrieval for radiology reports. " * 60)[: limit - 1] + "."
-            cases.append(Case(f"enormous-abstract-at-limit-{i}", "enormous abstracts",
-                              [(f"big{i}.jsonl", utf8(jsonl([{"title": f"At the limit {i}", "abstract": text}])))],
-                              "accept", limits={"max_abstract_chars": limit}))
+            cases.append(
+                Case(
+                    f"enormous-abstract-at-limit-{i}",
+                    "enormous abstracts",
+                    [(f"big{i}.jsonl", utf8(jsonl([{"title": f"At the limit {i}", "abstract": text}])))],
+                    "accept",
+                    limits={"max_abstract_chars": limit},
+                )
+            )
         elif kind == 2:  # a multi-megabyte single line at the default limits
             huge = "Ultrasound " * 400_000
-            cases.append(Case(f"enormous-line-{i}", "enormous abstracts",
-                              [(f"big{i}.txt", utf8(listing([(f"Huge {i}", huge)])))], "reject", line=3,
-                              fragment="abstract"))
+            cases.append(
+                Case(
+                    f"enormous-line-{i}",
+                    "enormous abstracts",
+                    [(f"big{i}.txt", utf8(listing([(f"Huge {i}", huge)])))],
+                    "reject",
+                    line=3,
+                    fragment="abstract",
+                )
+            )
         elif kind == 3:  # an enormous title (a title/abstract mix-up)
-            cases.append(Case(f"enormous-title-{i}", "enormous abstracts",
-                              [(f"big{i}.csv", utf8(csv_text([{"title": abstract(rng, (60, 80)),
-                                                               "abstract": "short"}], ["title", "abstract"])))],
-                              "reject", line=2, fragment="title"))
+            cases.append(
+                Case(
+                    f"enormous-title-{i}",
+                    "enormous abstracts",
+                    [
+                        (
+                            f"big{i}.csv",
+                            utf8(
+                                csv_text(
+                                    [{"title": abstract(rng, (60, 80)), "abstract": "short"}],
+                                    ["title", "abstract"],
+                                )
+                            ),
+                        )
+                    ],
+                    "reject",
+                    line=2,
+                    fragment="title",
+                )
+            )
         elif kind == 4:  # a file over the byte limit
-            cases.append(Case(f"enormous-file-{i}", "enormous abstracts",
-                              [(f"big{i}.txt", utf8(listing(papers(rng, 40, f"big{i}"))))], "reject",
-                              fragment="limit", limits={"max_corpus_bytes": 4096}))
+            cases.append(
+                Case(
+                    f"enormous-file-{i}",
+                    "enormous abstracts",
+                    [(f"big{i}.txt", utf8(listing(papers(rng, 40, f"big{i}"))))],
+                    "reject",
+                    fragment="limit",
+                    limits={"max_corpus_bytes": 4096},
+                )
+            )
         else:  # many small papers in one file: accepted
-            cases.append(Case(f"enormous-many-{i}", "enormous abstracts",
-                              [(f"big{i}.jsonl", utf8(jsonl(as_records(
-                                  [(f"Many {i} {k}", sentence(rng)) for k in range(300)]))))], "accept"))
+            cases.append(
+                Case(
+                    f"enormous-many-{i}",
+                    "enormous abstracts",
+                    [
+                        (
+                            f"big{i}.jsonl",
+                            utf8(jsonl(as_records([(f"Many {i} {k}", sentence(rng)) for k in range(300)]))),
+                        )
+                    ],
+                    "accept",
+                )
+            )
     return cases
 
 
@@ -232,29 +364,64 @@ def empty_titles(rng: random.Random) -> list[Case]:
         fmt = ("txt", "jsonl", "csv", "jsonl-null")[i % 4]
         if fmt == "txt":
             if blank.strip() == "":  # a blank title line shifts pairing: reported as such
-                data = listing(items[:1] + [(blank, "An abstract without a title.")] + items[1:])
-                cases.append(Case(f"empty-title-txt-{i}", "empty titles", [(f"e{i}.txt", utf8(data))],
-                                  "reject", line=5))
+                data = listing([*items[:1], (blank, "An abstract without a title."), *items[1:]])
+                cases.append(
+                    Case(
+                        f"empty-title-txt-{i}", "empty titles", [(f"e{i}.txt", utf8(data))], "reject", line=5
+                    )
+                )
                 continue
-            data = listing(items[:1] + [(blank, "An abstract without a title.")] + items[1:])
-            cases.append(Case(f"empty-title-txt-{i}", "empty titles", [(f"e{i}.txt", utf8(data))], "reject",
-                              line=5, fragment="title"))
+            data = listing([*items[:1], (blank, "An abstract without a title."), *items[1:]])
+            cases.append(
+                Case(
+                    f"empty-title-txt-{i}",
+                    "empty titles",
+                    [(f"e{i}.txt", utf8(data))],
+                    "reject",
+                    line=5,
+                    fragment="title",
+                )
+            )
         elif fmt == "jsonl":
             records = [*as_records(items[:2]), {"title": blank, "abstract": "No title here."}]
-            cases.append(Case(f"empty-title-jsonl-{i}", "empty titles", [(f"e{i}.jsonl", utf8(jsonl(records)))],
-                              "reject", line=3, fragment="title"))
+            cases.append(
+                Case(
+                    f"empty-title-jsonl-{i}",
+                    "empty titles",
+                    [(f"e{i}.jsonl", utf8(jsonl(records)))],
+                    "reject",
+                    line=3,
+                    fragment="title",
+                )
+            )
         elif fmt == "csv":
             records = [*as_records(items[:1]), {"title": blank, "abstract": "No title here."}]
             data = csv_text(records, ["title", "abstract"])
-            cases.append(Case(f"empty-title-csv-{i}", "empty titles", [(f"e{i}.csv", utf8(data))], "reject",
-                              line=3, fragment="title"))
+            cases.append(
+                Case(
+                    f"empty-title-csv-{i}",
+                    "empty titles",
+                    [(f"e{i}.csv", utf8(data))],
+                    "reject",
+                    line=3,
+                    fragment="title",
+                )
+            )
         else:
             record: dict[str, object] = {"abstract": "Missing or null title."}
             if i % 8 == 3:
                 record["title"] = None
             records = [record, *as_records(items)]
-            cases.append(Case(f"empty-title-missing-{i}", "empty titles", [(f"e{i}.jsonl", utf8(jsonl(records)))],
-                              "reject", line=1, fragment="title"))
+            cases.append(
+                Case(
+                    f"empty-title-missing-{i}",
+                    "empty titles",
+                    [(f"e{i}.jsonl", utf8(jsonl(records)))],
+                    "reject",
+                    line=1,
+                    fragment="title",
+                )
+            )
     return cases
 
 
@@ -278,15 +445,26 @@ def duplicates(rng: random.Random) -> list[Case]:
             items.append((BASE_TITLES[i % len(BASE_TITLES)], abstract(rng)))
         else:  # duplicates across two files and two formats
             other = [(items[0][0], abstract(rng)), *papers(rng, 2, f"dup{i}b")]
-            cases.append(Case(f"duplicate-across-files-{i}", "duplicate titles",
-                              [(f"d{i}.txt", utf8(listing(items))),
-                               (f"d{i}.jsonl", utf8(jsonl(as_records(other))))], "accept"))
+            cases.append(
+                Case(
+                    f"duplicate-across-files-{i}",
+                    "duplicate titles",
+                    [(f"d{i}.txt", utf8(listing(items))), (f"d{i}.jsonl", utf8(jsonl(as_records(other))))],
+                    "accept",
+                )
+            )
             continue
         fmt = ("txt", "jsonl", "csv")[i % 3]
-        data = (listing(items) if fmt == "txt" else jsonl(as_records(items)) if fmt == "jsonl"
-                else csv_text(as_records(items), ["title", "abstract"]))
-        cases.append(Case(f"duplicate-{kind}-{i}", "duplicate titles", [(f"d{i}.{fmt}", utf8(data))],
-                          "accept"))
+        data = (
+            listing(items)
+            if fmt == "txt"
+            else jsonl(as_records(items))
+            if fmt == "jsonl"
+            else csv_text(as_records(items), ["title", "abstract"])
+        )
+        cases.append(
+            Case(f"duplicate-{kind}-{i}", "duplicate titles", [(f"d{i}.{fmt}", utf8(data))], "accept")
+        )
     return cases
 
 
@@ -304,8 +482,11 @@ def wrong_types(rng: random.Random) -> list[Case]:
         ('{"title": "t", "abstract": "x", "url": 12}', "url", "http"),
         ('{"title": "t", "abstract": "x", "url": ["http://a.org"]}', "url", "list"),
         ('{"title": "t", "abstract": "x", "url": "javascript:alert(1)"}', "url", "http"),
-        ('{"title": "t", "abstract": "x", "url": "https://a.org/x) ![i](https://evil.example/p.png"}', "url",
-         "URL"),
+        (
+            '{"title": "t", "abstract": "x", "url": "https://a.org/x) ![i](https://evil.example/p.png"}',
+            "url",
+            "URL",
+        ),
         ('{"title": "t", "abstract": "x", "year": 2024.5}', "year", "float"),
         ('{"title": "t", "abstract": "x", "year": {"y": 1}}', "year", "dict"),
         ('{"title": "t", "abstract": "x", "authors": {"a": 1}}', "authors", "authors"),
@@ -343,41 +524,88 @@ def wrong_types(rng: random.Random) -> list[Case]:
             line, what, word = jsonl_bad[i % len(jsonl_bad)]
             prefix = [ok | {"title": f"Good {i} {k}"} for k in range(rng.randint(0, 3))]
             data = jsonl(prefix) + line + "\n" + jsonl([ok | {"title": f"After {i}"}])
-            cases.append(Case(f"wrong-type-jsonl-{i}", "JSONL/CSV wrong types", [(f"w{i}.jsonl", utf8(data))],
-                              "reject", line=len(prefix) + 1, note=f"{what}: {word}"))
+            cases.append(
+                Case(
+                    f"wrong-type-jsonl-{i}",
+                    "JSONL/CSV wrong types",
+                    [(f"w{i}.jsonl", utf8(data))],
+                    "reject",
+                    line=len(prefix) + 1,
+                    note=f"{what}: {word}",
+                )
+            )
         else:
             text, line, word = csv_bad[(i - 40) % len(csv_bad)]
-            cases.append(Case(f"wrong-type-csv-{i}", "JSONL/CSV wrong types", [(f"w{i}.csv", utf8(text))],
-                              "reject", line=line, fragment=word))
+            cases.append(
+                Case(
+                    f"wrong-type-csv-{i}",
+                    "JSONL/CSV wrong types",
+                    [(f"w{i}.csv", utf8(text))],
+                    "reject",
+                    line=line,
+                    fragment=word,
+                )
+            )
     return cases
 
 
 def html_script(rng: random.Random) -> list[Case]:
     """Markup is stored as text and made inert where it is shown (tested in the injection suite)."""
     payloads = [
-        "<script>alert('x')</script>", '<img src=x onerror="alert(1)">', "<iframe src='https://evil.example'>",
-        "<b>bold</b> and <i>italic</i>", "![pixel](https://evil.example/p.png)",
-        "[click me](https://evil.example/phish)", "<a href='javascript:alert(1)'>link</a>",
-        "<style>body{display:none}</style>", "<!-- a comment -->", "&lt;script&gt;escaped&lt;/script&gt;",
-        '"><svg onload=alert(1)>', "<details open ontoggle=alert(1)>",
+        "<script>alert('x')</script>",
+        '<img src=x onerror="alert(1)">',
+        "<iframe src='https://evil.example'>",
+        "<b>bold</b> and <i>italic</i>",
+        "![pixel](https://evil.example/p.png)",
+        "[click me](https://evil.example/phish)",
+        "<a href='javascript:alert(1)'>link</a>",
+        "<style>body{display:none}</style>",
+        "<!-- a comment -->",
+        "&lt;script&gt;escaped&lt;/script&gt;",
+        '"><svg onload=alert(1)>',
+        "<details open ontoggle=alert(1)>",
     ]
     cases = []
     for i in range(40):
         p = payloads[i % len(payloads)]
         t = title(rng, f"html{i}")
         where = i % 3
-        items = [(f"{t} {p}" if where == 0 else t, abstract(rng) + (f" {p}" if where else "")),
-                 *papers(rng, 2, f"html{i}b")]
+        items = [
+            (f"{t} {p}" if where == 0 else t, abstract(rng) + (f" {p}" if where else "")),
+            *papers(rng, 2, f"html{i}b"),
+        ]
         fmt = ("txt", "jsonl", "csv")[(i // 3) % 3]
-        data = (listing(items) if fmt == "txt" else jsonl(as_records(items)) if fmt == "jsonl"
-                else csv_text(as_records(items), ["title", "abstract"]))
+        data = (
+            listing(items)
+            if fmt == "txt"
+            else jsonl(as_records(items))
+            if fmt == "jsonl"
+            else csv_text(as_records(items), ["title", "abstract"])
+        )
         cases.append(Case(f"html-{i}", "HTML and script tags", [(f"h{i}.{fmt}", utf8(data))], "accept"))
     return cases
 
 
 def invisible(rng: random.Random) -> list[Case]:
-    chars = ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d",
-             "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\u00ad", "\u2060"]
+    chars = [
+        "\u200b",
+        "\u200c",
+        "\u200d",
+        "\u200e",
+        "\u200f",
+        "\u202a",
+        "\u202b",
+        "\u202c",
+        "\u202d",
+        "\u202e",
+        "\u2066",
+        "\u2067",
+        "\u2068",
+        "\u2069",
+        "\ufeff",
+        "\u00ad",
+        "\u2060",
+    ]
     cases = []
     for i in range(50):
         kind = i % 5
@@ -390,24 +618,46 @@ def invisible(rng: random.Random) -> list[Case]:
             items = [(f"\u202e{t[::-1]}\u202c", abstract(rng))]
             expect = "accept"
         elif kind == 2:  # genuine right-to-left scripts
-            items = [("تشخيص سرطان الثدي بالتعلم العميق", "حقق النموذج دقة 94% على صور الأشعة."),
-                     ("זיהוי דלקת ריאות בצילומי חזה", "המודל הגיע לרגישות של 91%.")]
+            items = [
+                ("تشخيص سرطان الثدي بالتعلم العميق", "حقق النموذج دقة 94% على صور الأشعة."),
+                ("זיהוי דלקת ריאות בצילומי חזה", "המודל הגיע לרגישות של 91%."),
+            ]
             expect = "accept"
         elif kind == 3:  # a title made only of invisible characters: rejected
             items = [(title(rng, f"inv{i}a"), abstract(rng)), ("".join(rng.sample(chars, 5)), abstract(rng))]
-            cases.append(Case(f"invisible-only-{i}", "zero-width and RTL characters",
-                              [(f"i{i}.jsonl", utf8(jsonl(as_records(items))))], "reject", line=2,
-                              fragment="title"))
+            cases.append(
+                Case(
+                    f"invisible-only-{i}",
+                    "zero-width and RTL characters",
+                    [(f"i{i}.jsonl", utf8(jsonl(as_records(items))))],
+                    "reject",
+                    line=2,
+                    fragment="title",
+                )
+            )
             continue
         else:  # Unicode line/paragraph separators, combining marks, control characters inside text
-            items = [(t + "\u0301\u0302\u0303", "First\u2028second\u2029third\x0bfourth\x0c fifth\x85 end."),
-                     (title(rng, f"inv{i}b"), "Tab\tand\x07bell\x1bescape characters.")]
+            items = [
+                (t + "\u0301\u0302\u0303", "First\u2028second\u2029third\x0bfourth\x0c fifth\x85 end."),
+                (title(rng, f"inv{i}b"), "Tab\tand\x07bell\x1bescape characters."),
+            ]
             expect = "accept"
         fmt = ("txt", "jsonl", "csv")[i % 3]
-        data = (listing(items) if fmt == "txt" else jsonl(as_records(items)) if fmt == "jsonl"
-                else csv_text(as_records(items), ["title", "abstract"]))
-        cases.append(Case(f"invisible-{kind}-{i}", "zero-width and RTL characters",
-                          [(f"i{i}.{fmt}", utf8(data))], expect))
+        data = (
+            listing(items)
+            if fmt == "txt"
+            else jsonl(as_records(items))
+            if fmt == "jsonl"
+            else csv_text(as_records(items), ["title", "abstract"])
+        )
+        cases.append(
+            Case(
+                f"invisible-{kind}-{i}",
+                "zero-width and RTL characters",
+                [(f"i{i}.{fmt}", utf8(data))],
+                expect,
+            )
+        )
     return cases
 
 
@@ -418,43 +668,96 @@ def structure(rng: random.Random) -> list[Case]:
         kind = i % 10
         if kind == 0:
             ext = ("txt", "jsonl", "csv")[i % 3]  # an empty CSV is reported as lacking its header
-            cases.append(Case(f"empty-file-{i}", "empty and odd structure", [(f"s{i}.{ext}", b"")], "reject",
-                              fragment="no papers" if ext != "csv" else "header"))
+            cases.append(
+                Case(
+                    f"empty-file-{i}",
+                    "empty and odd structure",
+                    [(f"s{i}.{ext}", b"")],
+                    "reject",
+                    fragment="no papers" if ext != "csv" else "header",
+                )
+            )
         elif kind == 1:
-            cases.append(Case(f"header-only-{i}", "empty and odd structure", [(f"s{i}.txt", utf8(HEADER))],
-                              "reject", fragment="no papers"))
+            cases.append(
+                Case(
+                    f"header-only-{i}",
+                    "empty and odd structure",
+                    [(f"s{i}.txt", utf8(HEADER))],
+                    "reject",
+                    fragment="no papers",
+                )
+            )
         elif kind == 2:
-            cases.append(Case(f"blank-lines-{i}", "empty and odd structure",
-                              [(f"s{i}.jsonl", b"\n\n   \n\t\n")], "reject", fragment="no papers"))
+            cases.append(
+                Case(
+                    f"blank-lines-{i}",
+                    "empty and odd structure",
+                    [(f"s{i}.jsonl", b"\n\n   \n\t\n")],
+                    "reject",
+                    fragment="no papers",
+                )
+            )
         elif kind == 3:
-            cases.append(Case(f"csv-header-only-{i}", "empty and odd structure",
-                              [(f"s{i}.csv", b"title,abstract\n")], "reject", fragment="no papers"))
+            cases.append(
+                Case(
+                    f"csv-header-only-{i}",
+                    "empty and odd structure",
+                    [(f"s{i}.csv", b"title,abstract\n")],
+                    "reject",
+                    fragment="no papers",
+                )
+            )
         elif kind == 4:
             ext = (".pdf", ".json", ".tsv", ".docx")[i % 4]
-            cases.append(Case(f"unknown-format-{i}", "empty and odd structure",
-                              [(f"s{i}{ext}", utf8(listing(papers(rng, 2, f"s{i}"))))], "reject",
-                              fragment="format"))
+            cases.append(
+                Case(
+                    f"unknown-format-{i}",
+                    "empty and odd structure",
+                    [(f"s{i}{ext}", utf8(listing(papers(rng, 2, f"s{i}"))))],
+                    "reject",
+                    fragment="format",
+                )
+            )
         elif kind == 5:  # CRLF / CR / mixed line endings
             eol = ("\r\n", "\r", "\n")[i % 3]
             text = listing(papers(rng, 3, f"s{i}"), eol=eol)
             if i % 3 == 2:
                 text = text.replace("\n", "\r\n", 2)
-            cases.append(Case(f"line-endings-{i}", "empty and odd structure", [(f"s{i}.txt", utf8(text))],
-                              "accept"))
+            cases.append(
+                Case(f"line-endings-{i}", "empty and odd structure", [(f"s{i}.txt", utf8(text))], "accept")
+            )
         elif kind == 6:  # trailing blank lines and whitespace everywhere
             text = "\n\n" + "\n".join(f"  {t}  \n\t{a}\t" for t, a in papers(rng, 3, f"s{i}")) + "\n\n\n"
-            cases.append(Case(f"whitespace-{i}", "empty and odd structure", [(f"s{i}.txt", utf8(text))],
-                              "accept"))
+            cases.append(
+                Case(f"whitespace-{i}", "empty and odd structure", [(f"s{i}.txt", utf8(text))], "accept")
+            )
         elif kind == 7:  # a directory given as a corpus file
-            cases.append(Case(f"directory-{i}", "empty and odd structure", [(f"s{i}.txt/", b"")], "reject",
-                              fragment="directory"))
+            cases.append(
+                Case(
+                    f"directory-{i}",
+                    "empty and odd structure",
+                    [(f"s{i}.txt/", b"")],
+                    "reject",
+                    fragment="directory",
+                )
+            )
         elif kind == 8:  # a path that does not exist
-            cases.append(Case(f"missing-file-{i}", "empty and odd structure", [(f"s{i}.txt!missing", b"")],
-                              "reject", fragment="no such file"))
+            cases.append(
+                Case(
+                    f"missing-file-{i}",
+                    "empty and odd structure",
+                    [(f"s{i}.txt!missing", b"")],
+                    "reject",
+                    fragment="no such file",
+                )
+            )
         else:  # JSONL with blank lines and a BOM
-            data = b"\xef\xbb\xbf\n" + utf8(jsonl(as_records(papers(rng, 3, f"s{i}")))).replace(b"\n", b"\n\n")
-            cases.append(Case(f"jsonl-blank-lines-{i}", "empty and odd structure", [(f"s{i}.jsonl", data)],
-                              "accept"))
+            data = b"\xef\xbb\xbf\n" + utf8(jsonl(as_records(papers(rng, 3, f"s{i}")))).replace(
+                b"\n", b"\n\n"
+            )
+            cases.append(
+                Case(f"jsonl-blank-lines-{i}", "empty and odd structure", [(f"s{i}.jsonl", data)], "accept")
+            )
     return cases
 
 
@@ -471,17 +774,32 @@ def multi_file(rng: random.Random) -> list[Case]:
         good = good_file(rng, ("txt", "jsonl", "csv")[i % 3], 3, f"m{i}good")
         name, data, line = bad_makers[i % len(bad_makers)](i)
         files = [good, (name, data)] if i % 2 == 0 else [(name, data), good]
-        cases.append(Case(f"multi-file-{i}", "good and bad file together", files, "reject", line=line,
-                          bad_file=name))
+        cases.append(
+            Case(f"multi-file-{i}", "good and bad file together", files, "reject", line=line, bad_file=name)
+        )
     return cases
 
 
-CATEGORIES = [truncated, odd_lines, binary, encodings, enormous, empty_titles, duplicates, wrong_types,
-              html_script, invisible, structure, multi_file]
+CATEGORIES = [
+    truncated,
+    odd_lines,
+    binary,
+    encodings,
+    enormous,
+    empty_titles,
+    duplicates,
+    wrong_types,
+    html_script,
+    invisible,
+    structure,
+    multi_file,
+]
 
 # The known-good corpus the store holds before every case (duplicate cases update some of it).
-BASE_TITLES = [f"Base paper {k}: {w} in clinical practice" for k, w in
-               enumerate(["Segmentation", "Triage", "Retrieval", "Calibration", "Survival", "Registration"])]
+BASE_TITLES = [
+    f"Base paper {k}: {w} in clinical practice"
+    for k, w in enumerate(["Segmentation", "Triage", "Retrieval", "Calibration", "Survival", "Registration"])
+]
 
 
 def base_corpus(seed: int = 6) -> str:

@@ -8,6 +8,7 @@ after the first token, Retry-After delays), plus a closed port for "down".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -46,9 +47,15 @@ def closed_port() -> int:
 
 
 def _chunk(text: str | None, finish: str | None = None) -> bytes:
-    event = {"id": "c", "object": "chat.completion.chunk", "created": int(time.time()), "model": "fault",
-             "choices": [{"index": 0, "delta": {"content": text} if text is not None else {},
-                          "finish_reason": finish}]}
+    event = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": "fault",
+        "choices": [
+            {"index": 0, "delta": {"content": text} if text is not None else {}, "finish_reason": finish}
+        ],
+    }
     return f"data: {json.dumps(event)}\n\n".encode()
 
 
@@ -72,10 +79,8 @@ class FaultLLMServer:
                 length = int(self.headers.get("Content-Length", 0))
                 self.rfile.read(length)
                 server.requests += 1
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
                     server._answer(self)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up: expected
-                    pass
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -87,8 +92,14 @@ class FaultLLMServer:
         """Sleep unless the server is closing; True when it is."""
         return self._stop.wait(seconds)
 
-    def _headers(self, h: BaseHTTPRequestHandler, status: int, ctype: str, extra: dict[str, str] | None = None,
-                 length: int | None = None) -> None:
+    def _headers(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        ctype: str,
+        extra: dict[str, str] | None = None,
+        length: int | None = None,
+    ) -> None:
         h.send_response(status)
         h.send_header("Content-Type", ctype)
         for key, value in (extra or {}).items():
@@ -100,8 +111,9 @@ class FaultLLMServer:
             h.close_connection = True
         h.end_headers()
 
-    def _json(self, h: BaseHTTPRequestHandler, status: int, payload: Any, extra: dict[str, str] | None = None
-              ) -> None:
+    def _json(
+        self, h: BaseHTTPRequestHandler, status: int, payload: Any, extra: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         self._headers(h, status, "application/json", extra, len(data))
         h.wfile.write(data)
@@ -128,7 +140,9 @@ class FaultLLMServer:
             return w.write(page)
         if f in ("drop", "reset"):
             if f == "reset":
-                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                h.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
             h.close_connection = True
             h.connection.close()
             return None
@@ -141,7 +155,11 @@ class FaultLLMServer:
             w.write(b'data: {"unexpected": true}\n\ndata: {"choices": "nope"}\n\ndata: [DONE]\n\n')
         elif f == "error_event":
             w.write(_chunk("The model "))
-            w.write(b'data: {"error": {"message": "upstream overloaded", "type": "server_error"}}\n\n')
+            # The error text is the server's: it must not reach the user as markup.
+            w.write(
+                b'data: {"error": {"message": "upstream overloaded, see https://evil.example/s '
+                b'![x](https://evil.example/p.png) <b>now</b>", "type": "server_error"}}\n\n'
+            )
         elif f == "truncate":
             w.write(_chunk(ANSWER[: len(ANSWER) // 2]))
             w.flush()

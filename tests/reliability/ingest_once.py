@@ -18,8 +18,13 @@ def main() -> None:
     from assistant.ingest import ingest
     from assistant.settings import Settings
 
-    settings = Settings(_env_file=None, store_dir=Path(store), embed_backend="hash",  # type: ignore[call-arg]
-                        ingest_batch_papers=4, ingest_lock_timeout=float(lock_timeout))
+    settings = Settings(
+        _env_file=None,
+        store_dir=Path(store),
+        embed_backend="hash",  # type: ignore[call-arg]
+        ingest_batch_papers=4,
+        ingest_lock_timeout=float(lock_timeout),
+    )
     print("ready", flush=True)
     while not Path(go).exists():
         time.sleep(0.01)
@@ -27,12 +32,29 @@ def main() -> None:
     try:
         summary = ingest(settings, [Path(corpus)], progress=False)
     except AssistantError as exc:
-        print(json.dumps({"error": exc.message, "hint": exc.hint, "status": exc.status,
-                          "seconds": time.perf_counter() - started}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "error": exc.message,
+                    "hint": exc.hint,
+                    "status": exc.status,
+                    "seconds": time.perf_counter() - started,
+                }
+            ),
+            flush=True,
+        )
         sys.exit(2)
-    print(json.dumps({"added": summary.papers_added, "total": summary.papers_total,
-                      "chunks": summary.chunks_total, "seconds": time.perf_counter() - started}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "added": summary.papers_added,
+                "total": summary.papers_total,
+                "chunks": summary.chunks_total,
+                "seconds": time.perf_counter() - started,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

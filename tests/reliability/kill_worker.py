@@ -34,13 +34,23 @@ def child(store: Path, corpus: Path, batch: int) -> None:
     from assistant.ingest import ingest
     from assistant.settings import Settings
 
-    settings = Settings(_env_file=None, store_dir=store, embed_backend="hash",  # type: ignore[call-arg]
-                        ingest_batch_papers=batch)
+    settings = Settings(
+        _env_file=None,
+        store_dir=store,
+        embed_backend="hash",  # type: ignore[call-arg]
+        ingest_batch_papers=batch,
+    )
     started = time.perf_counter()
-    summary = ingest(settings, [corpus], prune=True, progress=False,
-                     on_progress=lambda done, total: print(f"progress {done} {total}", flush=True))
-    print(f"done {time.perf_counter() - started:.3f} {summary.papers_total} {summary.chunks_total}",
-          flush=True)
+    summary = ingest(
+        settings,
+        [corpus],
+        prune=True,
+        progress=False,
+        on_progress=lambda done, total: print(f"progress {done} {total}", flush=True),
+    )
+    print(
+        f"done {time.perf_counter() - started:.3f} {summary.papers_total} {summary.chunks_total}", flush=True
+    )
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -27,8 +28,12 @@ class Zygote:
     def __init__(self, start_timeout: float = 180.0) -> None:
         project = Path(__file__).resolve().parents[2]
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, cwd=project,
+            [sys.executable, str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=project,
             env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"},
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -57,8 +62,9 @@ class Zygote:
             if line.startswith(prefix):
                 return line
 
-    def run(self, store: Path, corpus: Path, batch: int, kill_after: float | None,
-            timeout: float = 120.0) -> Run:
+    def run(
+        self, store: Path, corpus: Path, batch: int, kill_after: float | None, timeout: float = 120.0
+    ) -> Run:
         assert self.proc.stdin is not None
         self.proc.stdin.write(f"{store}\t{corpus}\t{batch}\n")
         self.proc.stdin.flush()
@@ -68,10 +74,8 @@ class Zygote:
         if kill_after is not None:
             time.sleep(max(kill_after - (time.perf_counter() - started), 0))
             killed_at = time.perf_counter() - started
-            try:
+            with contextlib.suppress(ProcessLookupError):  # already finished and reaped
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:  # already finished and reaped
-                pass
         result = Run(code=0, killed_at=killed_at)
         while True:
             line = self._next(timeout)
