@@ -13,6 +13,7 @@ import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -58,9 +59,8 @@ def store_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def llm_settings(store_settings: Settings, base_url: str) -> Settings:
-    return store_settings.model_copy(update={
-        "openai_base_url": base_url, "openai_api_key": "test", "llm_timeout": LLM_TIMEOUT,
-        "llm_max_retries": 0})
+    return make_settings(store_settings.store_dir, embed_backend="hash", openai_base_url=base_url,
+                         openai_api_key="test", llm_timeout=LLM_TIMEOUT, llm_max_retries=0)
 
 
 @contextmanager
@@ -107,7 +107,7 @@ def test_streaming_yields_growing_text_then_an_llm_answer(store_settings):
         texts, answer = events(engine, "What Dice does AlphaNet reach on LiverX?")
     partials = texts[:-1]
     assert len(partials) >= 5
-    assert all(len(a) < len(b) and b.startswith(a) for a, b in zip(partials, partials[1:], strict=False))
+    assert all(len(a) < len(b) and b.startswith(a) for a, b in pairwise(partials))
     assert texts[-1] == answer.answer
     assert answer.mode == "llm" and answer.llm_error is None and not answer.abstained
     assert "91.5%" in answer.answer and OFFLINE_NOTE not in answer.answer
