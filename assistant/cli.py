@@ -107,7 +107,8 @@ def _engine(store: Path | None, mode: str | None = None) -> Any:
     from assistant.engine import Engine
 
     settings = _settings(store, answer_mode=mode)
-    if settings.store_dir and not settings.chroma_url and not (settings.store_dir / "chroma.sqlite3").exists():
+    local = not settings.chroma_url
+    if local and not (settings.store_dir / "chroma.sqlite3").exists():
         raise AssistantError(f"no store at {settings.store_dir}",
                              hint="build it with `assistant ingest`")
     return Engine(settings)

@@ -29,20 +29,62 @@ Warnings (do not change the exit status unless --strict is given):
 
 Stdlib only.
 """
+
 import json
 import re
 import sys
 
 KINDS = ("factual", "paraphrase", "list", "comparative", "unanswerable")
-MIN_COUNTS = {"factual": 20, "paraphrase": 12, "list": 12,
-              "comparative": 12, "unanswerable": 10}
+MIN_COUNTS = {"factual": 20, "paraphrase": 12, "list": 12, "comparative": 12, "unanswerable": 10}
 MIN_TOTAL = 70
 KEYS = {"question": str, "gold_titles": list, "kind": str, "must_contain": list}
 
 # Words too generic to count as "reusing the title" in a paraphrase check.
-STOP = set("""a an and the of for in on with via to from by using use based
-towards toward into its is are be as at or not new novel model models can
-what which how why does do all over just""".split())
+STOP = set(
+    [
+        "a",
+        "an",
+        "and",
+        "the",
+        "of",
+        "for",
+        "in",
+        "on",
+        "with",
+        "via",
+        "to",
+        "from",
+        "by",
+        "using",
+        "use",
+        "based",
+        "towards",
+        "toward",
+        "into",
+        "its",
+        "is",
+        "are",
+        "be",
+        "as",
+        "at",
+        "or",
+        "not",
+        "new",
+        "novel",
+        "model",
+        "models",
+        "can",
+        "what",
+        "which",
+        "how",
+        "why",
+        "does",
+        "do",
+        "all",
+        "over",
+        "just",
+    ]
+)
 
 
 def load_corpus(path):
@@ -50,13 +92,14 @@ def load_corpus(path):
         lines = f.read().split("\n")
     body = [ln for ln in lines[2:] if ln.strip() != ""]
     if len(body) % 2:
-        raise SystemExit(f"corpus {path}: odd number of non-empty lines after "
-                         f"the 2 header lines ({len(body)})")
+        raise SystemExit(
+            f"corpus {path}: odd number of non-empty lines after the 2 header lines ({len(body)})"
+        )
     papers = {}
     for i in range(0, len(body), 2):
         title = body[i].strip()
         if title.startswith("Subscribe"):
-            title = title[len("Subscribe"):].strip()
+            title = title[len("Subscribe") :].strip()
         if title in papers:
             raise SystemExit(f"corpus: duplicate title {title!r}")
         papers[title] = body[i + 1]
@@ -70,8 +113,7 @@ def norm(s):
 
 
 def words(s):
-    return {w for w in re.findall(r"[a-z0-9]+", s.lower())
-            if len(w) > 2 and w not in STOP}
+    return {w for w in re.findall(r"[a-z0-9]+", s.lower()) if len(w) > 2 and w not in STOP}
 
 
 def main(argv):
@@ -115,8 +157,7 @@ def main(argv):
                 problems.append(f"{where}: unexpected keys {sorted(extra)}")
             if bad:
                 continue
-            q, gold, kind, must = (item["question"], item["gold_titles"],
-                                   item["kind"], item["must_contain"])
+            q, gold, kind, must = (item["question"], item["gold_titles"], item["kind"], item["must_contain"])
             if not q.strip():
                 problems.append(f"{where}: empty question")
             key = q.strip().lower()
@@ -144,11 +185,9 @@ def main(argv):
                 if must:
                     problems.append(f"{where}: unanswerable item has must_contain")
             elif not gold:
-                problems.append(f"{where}: empty gold_titles but kind {kind!r} "
-                                f"(use 'unanswerable')")
+                problems.append(f"{where}: empty gold_titles but kind {kind!r} (use 'unanswerable')")
             if kind in ("factual", "paraphrase") and len(gold) != 1:
-                problems.append(f"{where}: {kind} item needs exactly 1 gold title, "
-                                f"has {len(gold)}")
+                problems.append(f"{where}: {kind} item needs exactly 1 gold title, has {len(gold)}")
             if kind == "comparative" and len(gold) < 2:
                 problems.append(f"{where}: comparative item needs >= 2 gold titles")
             if kind == "factual" and not must:
@@ -159,13 +198,11 @@ def main(argv):
             for m in must:
                 nm = norm(m)
                 if not any(nm in normed[t] for t in valid_gold):
-                    problems.append(f"{where}: must_contain {m!r} not found in any "
-                                    f"gold paper")
+                    problems.append(f"{where}: must_contain {m!r} not found in any gold paper")
             if kind == "paraphrase" and valid_gold:
                 overlap = words(q) & words(valid_gold[0])
                 if overlap:
-                    warnings.append(f"{where}: paraphrase reuses title words "
-                                    f"{sorted(overlap)}")
+                    warnings.append(f"{where}: paraphrase reuses title words {sorted(overlap)}")
 
     for k, lo in MIN_COUNTS.items():
         if counts[k] < lo:
@@ -181,8 +218,7 @@ def main(argv):
     for p in problems:
         print("PROBLEM:", p)
     failed = bool(problems) or (strict and bool(warnings))
-    print("FAILED" if failed else "OK",
-          f"({len(problems)} problems, {len(warnings)} warnings)")
+    print("FAILED" if failed else "OK", f"({len(problems)} problems, {len(warnings)} warnings)")
     return 1 if failed else 0
 
 
