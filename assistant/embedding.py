@@ -38,7 +38,8 @@ class Embedder(Protocol):
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64,
+                 single_thread_max_texts: int = 4) -> None:
         # Never let a hub lookup stall an offline machine.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -62,11 +63,21 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         # Torch inference is thread-safe, but serialising keeps 2-core machines from thrashing.
         self._lock = threading.Lock()
+        import torch
+
+        self._torch = torch
+        self._threads = torch.get_num_threads()
+        # A question is a few tiny matrix products: on one thread it takes ~12 ms, on two it waits
+        # at OpenMP barriers whenever another process holds a core (p95 over 200 ms on a busy
+        # 2-core machine). Batches keep every thread. The vectors are identical either way.
+        self._single_thread_max = single_thread_max_texts if device == "cpu" else 0
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
+            # Set on every call: torch's thread count is per OS thread once a thread has used it.
+            self._torch.set_num_threads(1 if len(texts) <= self._single_thread_max else self._threads)
             vectors = self._model.encode(
                 texts,
                 batch_size=self.batch_size,
@@ -120,18 +131,20 @@ _LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=4)
-def _cached(backend: str, model: str, device: str, batch_size: int) -> Embedder:
+def _cached(backend: str, model: str, device: str, batch_size: int,
+            single_thread_max_texts: int) -> Embedder:
     if backend == "hash":
         return HashEmbedder()
     log.info("loading embedding model %s on %s", model, device)
-    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
+    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size,
+                                       single_thread_max_texts=single_thread_max_texts)
 
 
 def get_embedder(settings: Settings) -> Embedder:
     """One embedder per process and configuration: models load once."""
     with _LOCK:
         return _cached(settings.embed_backend, settings.embed_model, settings.embed_device,
-                       settings.embed_batch_size)
+                       settings.embed_batch_size, settings.embed_single_thread_max_texts)
 
 
 def embedder_id(settings: Settings) -> str:

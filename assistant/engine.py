@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from assistant import prompts
 from assistant.citations import (
+    CITE,
     CheckReport,
     Citation,
     InstructionGuard,
@@ -30,7 +31,7 @@ from assistant.corpus import is_code_link
 from assistant.embedding import get_embedder
 from assistant.errors import AssistantError, StoreError
 from assistant.extractive import ExtractiveAnswerer
-from assistant.llm import LLM, LLMError, complete, make_llm
+from assistant.llm import LLM, LLMError, complete, make_llm, prepare_llm
 from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.settings import Settings
 from assistant.store import PaperRecord, PaperStore
@@ -104,6 +105,8 @@ def clean_question(question: object, max_chars: int) -> str:
 class Engine:
     def __init__(self, settings: Settings, *, llm: LLM | None = None) -> None:
         self.settings = settings
+        if llm is None:
+            prepare_llm(settings)  # before the embedder loads torch (and OpenMP with it)
         self.embedder = get_embedder(settings)
         self.store = PaperStore(settings)
         self.store.check_compatible()
@@ -253,10 +256,11 @@ class Engine:
                 raw = ""
         if answer.mode == "extractive":
             raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
-        elif result.kind == "comparative" and not _has_table(raw, min(len(focus), 4)):
-            # The model's comparison is unusable as a table: build it from the papers themselves.
+        elif result.kind == "comparative" and not _usable_table(raw, focus):
+            # The model's comparison is unusable as a table: build it from the papers themselves,
+            # in place of whatever table-like lines the model wrote.
             table = self.extractive.compare(standalone, [s for s in sources if s.n in focus])
-            raw = f"{table}\n\n{raw}"
+            raw = f"{table}\n\n{_without_table(raw)}"
         final = self._finish(raw, sources, answer)
         answer.seconds = time.perf_counter() - started
         yield final
@@ -331,39 +335,59 @@ class Engine:
     # --- LLM prompts ----------------------------------------------------------------------
     def _messages(self, question: str, result: RetrievalResult, sources: list[SourceDoc],
                   history: Sequence[Turn]) -> list[dict[str, str]]:
-        block = self._source_block(sources)
+        system = prompts.render("system")
         if result.kind == "comparative":
             named = [s for s in sources if s.paper_id in {e.paper_id for e in result.entities}]
             names = ", ".join(f"[{s.n}] {s.title}" for s in (named or sources[:2]))
-            user = prompts.render("compare", sources=block, question=question, papers=names)
-        else:
-            user = prompts.render("answer", sources=block, question=question)
-        return [{"role": "system", "content": prompts.render("system")},
-                {"role": "user", "content": user}]
 
-    def _source_block(self, sources: list[SourceDoc]) -> str:
-        """Numbered, delimited sources that fit the context budget: whole abstracts while they fit,
-        then the retrieved passages only."""
+            def user(block: str) -> str:
+                return prompts.render("compare", sources=block, question=question, papers=names)
+        else:
+            def user(block: str) -> str:
+                return prompts.render("answer", sources=block, question=question)
+        # The sources get what the rest of the prompt leaves of the model's context.
+        budget = self._prompt_budget(len(system) + len(user("")))
+        return [{"role": "system", "content": system},
+                {"role": "user", "content": user(self._source_block(sources, budget))}]
+
+    def _prompt_budget(self, fixed_chars: int) -> int:
+        """Characters of sources one prompt may hold: llm_context_chars, and for a model whose
+        context is known (a local one), what its context leaves after the prompt's fixed part and
+        room for the answer (llm.local_prompt_chars)."""
         budget = self.settings.llm_context_chars
+        prompt_chars = getattr(self.llm, "prompt_chars", None)
+        if prompt_chars is not None:
+            budget = min(budget, prompt_chars - fixed_chars)
+        return max(budget, 0)
+
+    def _source_block(self, sources: list[SourceDoc], budget: int | None = None) -> str:
+        """Numbered, delimited sources within `budget` characters in all (llm_context_chars by
+        default): whole abstracts while they fit, then the retrieved passages, cut to fit."""
+        budget = self.settings.llm_context_chars if budget is None else budget
         parts = []
         for s in sources:
-            body = s.abstract if len(s.abstract) <= budget else " … ".join(s.passages)
-            body = body[: max(budget, 0)]
+            head, tail = f"<source {s.n}>\nTitle: {s.title}\nText: ", f"\n</source {s.n}>"
+            room = budget - len(head) - len(tail) - 2  # 2: the blank line between sources
+            if room < 200:
+                break  # not worth a source cut to a few words
+            body = s.abstract if len(s.abstract) <= room else " … ".join(s.passages)
+            body = body[:room]
             if not body:
                 break
-            parts.append(f"<source {s.n}>\nTitle: {s.title}\nText: {body}\n</source {s.n}>")
-            budget -= len(body) + len(s.title) + 40
-            if budget <= 200:
-                break
+            parts.append(f"{head}{body}{tail}")
+            budget -= len(parts[-1]) + 2
         return "\n\n".join(parts)
 
     def _condense(self, question: str, history: Sequence[Turn]) -> tuple[str | None, LLMError | None]:
         """The follow-up rewritten as a standalone question, or the LLM's failure."""
         assert self.llm is not None
+        # The conversation gets what the model's context leaves (local models), newest kept.
+        room = self._prompt_budget(len(prompts.render("condense", history="", question=question)))
         try:
             text = complete(self.llm, [
                 {"role": "user", "content": prompts.render(
-                    "condense", history=history_text(history), question=question)},
+                    "condense", history=history_text(history, min(4_000, room)) if room else "",
+                    question=question)},
             ]).strip().splitlines()
         except LLMError as exc:
             log.warning("condensing the follow-up failed: %s", exc)
@@ -383,6 +407,21 @@ def _store_failure(exc: Exception) -> bool:
 def _has_table(text: str, columns: int) -> bool:
     rows = [line for line in text.splitlines() if line.strip().startswith("|")]
     return len(rows) >= 3 and all(line.count("|") >= columns + 1 for line in rows[:2])
+
+
+def _usable_table(text: str, focus: list[int]) -> bool:
+    """A table with a column per compared paper that cites each of them (up to 4): small models
+    write tables of the wrong papers, or with no citations at all."""
+    if not _has_table(text, min(len(focus), 4)):
+        return False
+    rows = "\n".join(line for line in text.splitlines() if line.strip().startswith("|"))
+    cited = {int(n) for group in CITE.findall(normalize_citations(rows)) for n in re.split(r"[,;]", group)}
+    return set(focus[:4]) <= cited
+
+
+def _without_table(text: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(
+        line for line in text.splitlines() if not line.strip().startswith("|"))).strip()
 
 
 def _instruction_texts() -> list[str]:

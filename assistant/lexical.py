@@ -15,7 +15,9 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from llama_index.retrievers.bm25 import BM25Retriever
 
 from assistant.store import PaperStore
@@ -134,3 +136,88 @@ def load_bm25(store: PaperStore, directory: Path, top_k: int) -> BM25Retriever |
     except OSError as exc:
         log.warning("could not save the rebuilt BM25 index (%s); using it from memory", exc)
     return retriever
+
+
+TOKEN_RUN = re.compile(r"\w+")
+
+
+class VerbatimIndex:
+    """Chroma's `get(where_document={"$contains": needle}, limit=n)` over the chunks, answered from
+    memory: the same chunk ids in the same (store) order, case-sensitive substring semantics.
+
+    Chroma's local `$contains` scans the collection (about 2 ms per 1,000 chunks per needle, and a
+    question searches several needles); this looks the needle's word runs up in a token index of
+    the chunks (lower-cased), intersects, and checks each candidate verbatim. Built from the BM25
+    corpus already in memory (same chunks, same order), so it is as fresh as BM25 is."""
+
+    def __init__(self, ids: list[str], texts: list[str]) -> None:
+        self.ids = ids
+        self._texts = [t.encode("utf-8") for t in texts]
+        vocab: dict[str, int] = {}
+        per_chunk = []
+        for text in texts:
+            tokens = {vocab.setdefault(w, len(vocab)) for w in TOKEN_RUN.findall(text.lower())}
+            per_chunk.append(np.fromiter(tokens, dtype=np.int32, count=len(tokens)))
+        token = np.concatenate(per_chunk) if per_chunk else np.zeros(0, dtype=np.int32)
+        chunk = np.repeat(np.arange(len(texts), dtype=np.int32), [len(t) for t in per_chunk])
+        order = np.argsort(token, kind="stable")  # stable: chunk indexes stay ascending per token
+        self._postings = chunk[order]
+        self._indptr = np.searchsorted(token[order], np.arange(len(vocab) + 1))
+        words = list(vocab)
+        # Every token on one line of one string: a substring search over the vocabulary is one
+        # C-level regex scan, whatever the vocabulary's size.
+        self._blob = "\n".join(words)
+        self._starts = np.cumsum([0, *[len(w) + 1 for w in words[:-1]]]) if words else np.zeros(0)
+
+    @classmethod
+    def from_bm25(cls, retriever: BM25Retriever | None) -> VerbatimIndex:
+        if retriever is None:
+            return cls([], [])
+        ids, texts = [], []
+        for entry in retriever.corpus:
+            try:
+                text = json.loads(entry["_node_content"])["text"]
+            except (KeyError, TypeError, ValueError):
+                from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+                text = metadata_dict_to_node(entry).get_content()
+            ids.append(str(entry["node_id"]))
+            texts.append(str(text))
+        return cls(ids, texts)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def contains(self, needle: str, limit: int) -> list[str]:
+        """Ids of the first `limit` chunks (in store order) whose text contains `needle`."""
+        runs = set(TOKEN_RUN.findall(needle.lower()))
+        # Short runs ("2" of "SAM 2") narrow little and cost much; the longer ones suffice.
+        runs = {r for r in runs if len(r) >= 3} or runs
+        if runs:
+            candidates: np.ndarray | None = None
+            for run in sorted(runs, key=len, reverse=True):
+                found = self._chunks_with(run)
+                candidates = found if candidates is None else np.intersect1d(
+                    candidates, found, assume_unique=True)
+                if not len(candidates):
+                    return []
+            order: Any = candidates
+        else:  # no word characters at all: check every chunk
+            order = range(len(self._texts))
+        target = needle.encode("utf-8")
+        out: list[str] = []
+        for i in order:
+            if target in self._texts[i]:
+                out.append(self.ids[i])
+                if len(out) >= limit:
+                    break
+        return out
+
+    def _chunks_with(self, run: str) -> np.ndarray:
+        """Chunks with a token containing `run` (lower-cased), ascending."""
+        hits = [m.start() for m in re.finditer(re.escape(run), self._blob)]
+        if not hits:
+            return np.zeros(0, dtype=np.int32)
+        tokens = np.unique(np.searchsorted(self._starts, hits, side="right") - 1)
+        parts = [self._postings[self._indptr[t]:self._indptr[t + 1]] for t in tokens]
+        return parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))

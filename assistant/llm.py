@@ -2,7 +2,8 @@
 client, and a scripted fake for tests.
 
 One retry policy, set here once: `llm_max_retries` retries of a failed attempt, with a per-attempt
-timeout, all inside one hard deadline of `llm_timeout` per call. Nothing else retries. The deadline
+timeout, all inside one hard deadline of `llm_timeout` per call (`local_timeout` and no retries for a
+local model: its server is in this process, so a retry only waits twice). Nothing else retries. The deadline
 is enforced by reading the stream on a worker thread, so no server behaviour can hold a request
 past it: not a Retry-After of minutes (the openai client honours those, so its own retries are
 off), not a stream that drips keep-alive comments forever, not one that stalls mid-answer.
@@ -15,10 +16,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from assistant.errors import AssistantError
 from assistant.settings import Settings
+
+if TYPE_CHECKING:
+    from assistant.local_llm import LocalLlamaServer
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +46,21 @@ class LLM(Protocol):
 
 class OpenAICompatibleLLM:
     def __init__(self, settings: Settings, *, base_url: str | None = None,
-                 model: str | None = None) -> None:
+                 model: str | None = None, timeout: float | None = None,
+                 retries: int | None = None, prompt_chars: int | None = None) -> None:
         import httpx
         from openai import OpenAI
 
         self.settings = settings
         self.name = model or settings.llm_model
         self.base_url = base_url or settings.openai_base_url
-        self.attempts = settings.llm_max_retries + 1
-        per_attempt = settings.llm_timeout / self.attempts
+        self.timeout = timeout or settings.llm_timeout
+        self.attempts = (settings.llm_max_retries if retries is None else retries) + 1
+        # Most characters of prompt (all messages) that leave room for the answer in the model's
+        # context; None: unknown (a remote model), only llm_context_chars limits the prompt.
+        self.prompt_chars = prompt_chars
+        self.server: LocalLlamaServer | None = None  # a local server this LLM owns (make_llm)
+        per_attempt = self.timeout / self.attempts
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
         self.client = OpenAI(
             api_key=key,
@@ -60,7 +70,7 @@ class OpenAICompatibleLLM:
         )
 
     def stream(self, messages: list[Message]) -> Iterator[str]:
-        timeout = self.settings.llm_timeout
+        timeout = self.timeout
         deadline = time.monotonic() + timeout
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         stop = threading.Event()
@@ -83,6 +93,11 @@ class OpenAICompatibleLLM:
         finally:
             # The worker stops at its next event; one blocked in a read ends with its timeout.
             stop.set()
+
+    def close(self) -> None:
+        """Stop the local server this LLM owns, if any (it is also stopped at exit)."""
+        if self.server is not None:
+            self.server.stop()
 
     def _produce(self, messages: list[Message], deadline: float,
                  events: queue.Queue[tuple[str, object]], stop: threading.Event) -> None:
@@ -151,7 +166,7 @@ class OpenAICompatibleLLM:
         import openai
 
         if isinstance(exc, openai.APITimeoutError):
-            return LLMError(f"the LLM did not answer within {self.settings.llm_timeout:g}s")
+            return LLMError(f"the LLM did not answer within {self.timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
             return LLMError(f"cannot reach the LLM at {self.base_url or 'api.openai.com'} ({exc})")
         if isinstance(exc, openai.APIStatusError):
@@ -188,6 +203,33 @@ def complete(llm: LLM, messages: list[Message]) -> str:
     return "".join(llm.stream(messages))
 
 
+def local_prompt_chars(settings: Settings) -> int:
+    """Most characters of prompt (system and user messages together) that fit the local model's
+    context with room left for the answer: tokens not needed by the answer (llm_max_tokens) or the
+    chat template, times a deliberately low characters-per-token ratio. An AssistantError when the
+    context leaves almost no room for a prompt."""
+    tokens = settings.local_ctx_size - settings.llm_max_tokens - settings.local_template_tokens
+    chars = int(tokens * settings.local_chars_per_token)
+    if tokens < 256:
+        raise AssistantError(
+            f"local_ctx_size {settings.local_ctx_size} leaves {max(tokens, 0)} tokens for the prompt "
+            f"after llm_max_tokens {settings.llm_max_tokens} (and "
+            f"{settings.local_template_tokens} for the chat template)",
+            hint="raise ASSISTANT_LOCAL_CTX_SIZE or lower ASSISTANT_LLM_MAX_TOKENS",
+        )
+    return chars
+
+
+def prepare_llm(settings: Settings) -> None:
+    """What must happen before anything loads OpenMP (torch, with the embedder, loads the same
+    libgomp llama.cpp uses, and it reads its wait policy once): for a local model, ask OpenMP's
+    threads to sleep rather than spin (settings.local_omp_passive)."""
+    if settings.local_model and settings.answer_mode != "extractive" and settings.local_omp_passive:
+        from assistant.local_llm import prefer_passive_openmp
+
+        prefer_passive_openmp()
+
+
 def make_llm(settings: Settings) -> LLM | None:
     """The configured LLM, by precedence: a local GGUF model (a llama.cpp server started here),
     then any OpenAI-compatible endpoint; None means offline (extractive) answers."""
@@ -196,11 +238,15 @@ def make_llm(settings: Settings) -> LLM | None:
     if settings.local_model:
         from assistant.local_llm import from_settings
 
+        prompt_chars = local_prompt_chars(settings)  # fails before a model is loaded for nothing
+        prepare_llm(settings)
         server = from_settings(settings)
         assert server is not None
-        server.start()  # stopped at exit by local_llm
-        llm = OpenAICompatibleLLM(settings, base_url=server.base_url, model=settings.local_alias)
-        llm.server = server  # type: ignore[attr-defined]  # keep it alive with the LLM
+        server.start()  # stopped by llm.close(), or at exit by local_llm
+        llm = OpenAICompatibleLLM(settings, base_url=server.base_url, model=settings.local_alias,
+                                  timeout=settings.local_timeout, retries=0,
+                                  prompt_chars=prompt_chars)
+        llm.server = server  # keeps it alive with the LLM
         return llm
     if settings.openai_api_key or settings.openai_base_url:
         return OpenAICompatibleLLM(settings)

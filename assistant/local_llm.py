@@ -27,6 +27,7 @@ import contextlib
 import gc
 import importlib.util
 import logging
+import os
 import socket
 import threading
 import time
@@ -387,6 +388,32 @@ def from_settings(settings: Settings) -> LocalLlamaServer | None:
         alias=settings.local_alias,
         start_timeout=settings.local_start_timeout,
     )
+
+
+def openmp_loaded() -> bool:
+    """Whether an OpenMP runtime is already mapped into this process (Linux; False elsewhere)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    return any(name in maps for name in ("libgomp", "libiomp", "libomp."))
+
+
+def prefer_passive_openmp() -> bool:
+    """Set OMP_WAIT_POLICY=PASSIVE unless the user set a policy; returns whether it can apply.
+
+    Why: ggml's OpenMP threads spin at every barrier by default, and on a busy machine two
+    spinning threads made generation up to 10x slower (docs/LOCAL_LLM_NOTES.md). libgomp reads the
+    variable once, when it loads, and torch loads the same libgomp (by soname) before llama.cpp
+    does when the embedder comes first, so this must run before either is loaded."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return True  # the user's choice, applied when OpenMP loaded
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if openmp_loaded():
+        log.info("OMP_WAIT_POLICY=PASSIVE set after OpenMP was loaded: no effect in this process "
+                 "(set it in the environment, or use ASSISTANT_LOCAL_THREADS=1)")
+        return False
+    return True
 
 
 def bundled_smollm2_path() -> Path | None:

@@ -296,28 +296,28 @@ class HybridRetriever:
         """Chunks containing the question's name-like terms verbatim ("MIMIC-IV", "RWKV"): a
         keyword sub-query, ranked by similarity, that dense and BM25 both tend to dilute."""
         terms = literal_terms(question)[: self.settings.literal_max_terms]
-        return self._verbatim([term_variants(t) for t in terms], query_vector,
-                              self.settings.literal_candidates)
+        return self._verbatim([term_variants(t) for t in terms], query_vector)
 
     def _phrases(self, question: str, query_vector: np.ndarray) -> dict[str, tuple[TextNode, float]]:
         """Chunks containing the question's topic phrases ("knowledge graph", "inverse problem")
         or a differently-suffixed form of a word the stemmer does not conflate
-        ("echocardiography" -> "echocard..."), skipping those too common to tell papers apart."""
+        ("echocardiography" -> "echocard..."), a second verbatim sub-query."""
         spellings = [case_variants(p) for p in key_phrases(question)[: self.settings.phrase_max_terms]]
         spellings += [case_variants(p) for p in self.vocabulary.variant_prefixes(question)]
-        most = int(self.settings.phrase_max_chunk_share * self.store.count_chunks())
-        return self._verbatim(spellings, query_vector, most + 1, max_hits=most)
+        return self._verbatim(spellings, query_vector)
 
-    def _verbatim(self, terms: list[list[str]], query_vector: np.ndarray, limit: int,
-                  max_hits: int | None = None) -> dict[str, tuple[TextNode, float]]:
-        """Chunks containing any spelling of each term, with their similarity to the question.
-        A term with more than `max_hits` chunks is dropped (it tells papers apart too little)."""
+    def _verbatim(self, terms: list[list[str]], query_vector: np.ndarray
+                  ) -> dict[str, tuple[TextNode, float]]:
+        """Chunks containing any spelling of each term, with their similarity to the question. A
+        term found in more than `verbatim_max_paper_share` of the papers ("CNN", "medical image")
+        tells papers apart too little and is left out."""
+        most = max(1, int(self.settings.verbatim_max_paper_share * len(self.titles.titles)))
         found: dict[str, tuple[TextNode, float]] = {}
         for spellings in terms:
             hits: dict[str, tuple[TextNode, float]] = {}
             for spelling in spellings:
                 got = self.store.chunks.get(
-                    where_document={"$contains": spelling}, limit=limit,
+                    where_document={"$contains": spelling}, limit=self.settings.literal_candidates,
                     include=["documents", "metadatas", "embeddings"],
                 )
                 if not got["ids"]:
@@ -326,7 +326,8 @@ class HybridRetriever:
                 for i, chunk_id in enumerate(got["ids"]):
                     node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
                     hits[chunk_id] = (node, float(sims[i]))
-            if max_hits is None or len(hits) <= max_hits:
+            papers = {node.metadata.get("paper_id") for node, _ in hits.values()}
+            if len(papers) <= most:
                 found.update(hits)
         return found
 

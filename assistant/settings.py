@@ -197,9 +197,10 @@ class Settings(BaseSettings):
     phrase_weight: float = Field(
         2.0, ge=0, description="Fusion weight of the verbatim-phrase ranking (dense and BM25: 1)."
     )
-    phrase_max_chunk_share: float = Field(
-        0.05, ge=0, le=1,
-        description="A phrase found in more than this share of the chunks is too common to rank by.",
+    verbatim_max_paper_share: float = Field(
+        0.08, ge=0, le=1,
+        description="A verbatim term or phrase found in more than this share of the papers (CNN, "
+        "LLMs, \"medical image\") is too common to rank by and is not searched.",
     )
 
     # --- reliability (faults suite) -------------------------------------------------------
@@ -207,6 +208,43 @@ class Settings(BaseSettings):
         15.0, gt=0,
         description="Seconds a request to a Chroma server may take before the store is reported "
         "unavailable (the Chroma client itself would wait forever on a hung server).",
+    )
+
+    # --- local LLM answers (issue 8: timeouts, prompt budget, threads) ---------------------
+    local_timeout: float = Field(
+        180.0, gt=0,
+        description="Seconds a local model (ASSISTANT_LOCAL_MODEL) may take for one answer, reading "
+        "the prompt included, before the offline answer is given; used instead of llm_timeout. A "
+        "1.5B model on 2 busy CPU cores needs 1-3 minutes for a full prompt.",
+    )
+    local_chars_per_token: float = Field(
+        3.5, gt=0.5,
+        description="Characters per token assumed when fitting the prompt into local_ctx_size: "
+        "lower than real (SmolLM2 and Qwen2.5 tokenizers: >= 4.1 on this corpus) so it never overflows.",
+    )
+    local_template_tokens: int = Field(
+        64, ge=0,
+        description="Tokens kept free for the chat template's own markers when fitting the prompt "
+        "into local_ctx_size.",
+    )
+    local_omp_passive: bool = Field(
+        True,
+        description="Set OMP_WAIT_POLICY=PASSIVE (unless already set) before the local model loads "
+        "OpenMP: spinning llama.cpp threads slow generation up to 10x on a busy machine. It only "
+        "takes effect if OpenMP (torch or llama.cpp) is not loaded yet in the process.",
+    )
+
+    # --- performance (issue 7, bench/) ----------------------------------------------------
+    embed_single_thread_max_texts: int = Field(
+        4, ge=0,
+        description="Embedding calls of at most this many texts (a question) run torch on one CPU "
+        "thread: faster and steadier than several threads on a busy machine; 0 turns it off.",
+    )
+    sentence_cache_max_papers: int = Field(
+        2_000, ge=0,
+        description="Stores of at most this many papers get every abstract sentence embedded in the "
+        "background when the engine starts (kept in store_dir/sentence_vectors.npz for the next "
+        "start), so answers and citation checks never wait for them; 0 turns it off.",
     )
 
     # --- derived --------------------------------------------------------------------------

@@ -7,66 +7,30 @@ the store is compared before and after: nothing lost, nothing half-written."""
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import pytest
 from conftest import make_settings
 from reliability.common import Snapshot, differences, expected_after, snapshot, write_result
-from reliability.corpus_cases import CATEGORIES, Case, base_corpus, build_cases
+from reliability.corpus_cases import (
+    CATEGORIES,
+    Case,
+    base_corpus,
+    build_cases,
+    check_loading,
+    limits,
+    materialise,
+    rejection_problems,
+)
 
 from assistant.corpus import load_papers
-from assistant.errors import AssistantError, CorpusError
+from assistant.errors import AssistantError
 from assistant.ingest import ingest
 
 CASES = build_cases(seed=6)
 ACCEPTED_PER_CATEGORY = 6  # accepted cases per category that go through a full ingest
 MAX_SAMPLE_PAPERS = 40  # keeps the full-ingest sample fast (the 300-paper cases load only)
-
-
-def materialise(case: Case, root: Path) -> list[Path]:
-    folder = root / case.id
-    folder.mkdir(parents=True)
-    paths = []
-    for name, data in case.files:
-        if name.endswith("/"):
-            (folder / name.rstrip("/")).mkdir()
-            paths.append(folder / name.rstrip("/"))
-        elif "!missing" in name:
-            paths.append(folder / name.split("!")[0])
-        else:
-            (folder / name).write_bytes(data)
-            paths.append(folder / name)
-    return paths
-
-
-def limits(case: Case) -> dict[str, int]:
-    values = {"max_title_chars": 1_000, "max_abstract_chars": 20_000, "max_bytes": 512 * 1024 * 1024}
-    for key, value in case.limits.items():
-        values["max_bytes" if key == "max_corpus_bytes" else key] = value
-    return values
-
-
-def rejection_problems(case: Case, paths: list[Path], exc: Exception) -> list[str]:
-    """What is wrong with how a case was rejected (empty when the rejection is clear)."""
-    if not isinstance(exc, CorpusError):
-        return [f"raised {type(exc).__name__}, not CorpusError: {exc}"]
-    message = exc.message
-    bad = paths[0]
-    if case.bad_file:
-        bad = next(p for p in paths if p.name == case.bad_file)
-    problems = []
-    if str(bad) not in message:
-        problems.append(f"message does not name {bad.name}: {message!r}")
-    if case.line is not None and f"{bad}:{case.line}:" not in message:
-        problems.append(f"message does not name line {case.line}: {message!r}")
-    if case.fragment and case.fragment.lower() not in message.lower():
-        problems.append(f"message does not mention {case.fragment!r}: {message!r}")
-    if len(message) > 600 or "Traceback" in message:
-        problems.append(f"message is not short and clear: {message[:200]!r}")
-    return problems
 
 
 def test_fuzz_set_is_large_seeded_and_covers_every_category():
@@ -80,48 +44,9 @@ def test_fuzz_set_is_large_seeded_and_covers_every_category():
 
 
 def test_every_case_loads_cleanly_or_is_rejected_naming_file_and_line(tmp_path):
-    per_category: dict[str, Counter[str]] = defaultdict(Counter)
-    failures = []
-    started = time.perf_counter()
-    for case in CASES:
-        paths = materialise(case, tmp_path)
-        try:
-            report = load_papers(paths, **limits(case))
-            for paper in report.papers:
-                paper.content_hash  # noqa: B018  # must be computable: the text is encodable
-        except Exception as exc:
-            problems = rejection_problems(case, paths, exc)
-            if case.expect == "accept":
-                problems.append(f"a valid file was rejected: {exc}")
-            outcome = "rejected" if not problems else "bad rejection"
-            if re.search(r":\d+:", getattr(exc, "message", "")):
-                per_category[case.category]["rejections naming a line"] += 1
-        else:
-            problems = []
-            if case.expect == "reject":
-                problems.append(f"accepted {len(report.papers)} paper(s) from a file that must be rejected")
-            if not report.papers:
-                problems.append("accepted, but no papers")
-            for paper in report.papers:
-                if not paper.title or not paper.abstract:
-                    problems.append(f"empty field in {paper.id}")
-            outcome = "accepted" if not problems else "bad acceptance"
-            per_category[case.category]["duplicates reported"] += len(report.duplicates)
-        per_category[case.category][outcome] += 1
-        per_category[case.category]["cases"] += 1
-        if problems:
-            failures.append(f"{case.id}: {'; '.join(problems)}")
-    write_result(
-        "corpus_load",
-        {
-            "seed": 6,
-            "cases": len(CASES),
-            "seconds": round(time.perf_counter() - started, 2),
-            "categories": {k: dict(v) for k, v in per_category.items()},
-            "failures": failures,
-        },
-    )
-    assert not failures, "\n".join(failures[:30])
+    result = check_loading(CASES, tmp_path)
+    write_result("corpus_load", {"seed": 6, **result})
+    assert not result["failures"], "\n".join(result["failures"][:30])
 
 
 def sample_for_ingest(seed: int = 6) -> list[Case]:

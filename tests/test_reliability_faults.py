@@ -15,17 +15,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from conftest import make_settings
 from reliability.common import (
     Snapshot,
-    chunk_texts,
     differences,
     expected_after,
-    expected_texts,
     papers,
     snapshot,
     write_result,
@@ -33,15 +30,13 @@ from reliability.common import (
 from reliability.corpus_cases import base_corpus, listing
 from reliability.faults import FAULTS, FaultLLMServer, closed_port
 from reliability.injection import inspect
-from reliability.killing import Zygote
+from reliability.killing import kill_campaign
 
 from assistant.conversation import Turn
 from assistant.corpus import load_papers
 from assistant.engine import OFFLINE_NOTE, Engine
 from assistant.errors import AssistantError, StoreError
 from assistant.ingest import ingest
-from assistant.lexical import bm25_is_fresh
-from assistant.store import PaperStore
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Base paper 0: Segmentation in clinical practice — what does it report?"
@@ -248,112 +243,14 @@ KILL_POINTS = 20
 KILL_SEED = 20
 
 
-def _phase(run_code: int, settings, start_generation: int) -> str:
-    """Where a kill landed, read from the store it left."""
-    if run_code == 0:
-        return "after the ingest finished"
-    store = PaperStore(settings)
-    if store.dirty:
-        return "while writing papers"
-    if store.generation == start_generation:
-        return "before the first write"
-    if not bm25_is_fresh(store, settings.bm25_dir):
-        return "after the writes, before the BM25 index"
-    return "after the BM25 index, before exit"
-
-
 @pytest.mark.slow
 def test_sigkill_at_20_random_points_then_the_next_run_is_exact(tmp_path):
-    rng = random.Random(KILL_SEED)
-    batch = 2
-    new = papers(random.Random(1), 60, "Kill")
-    # The older corpus a store may already hold: 35 current papers, 15 edited ones, 10 since removed.
-    edited = [(t, a[: len(a) // 2] + " Earlier version.") for t, a in new[35:50]]
-    old = new[:35] + edited + papers(random.Random(2), 10, "Gone")
-    corpus, old_corpus = tmp_path / "corpus.txt", tmp_path / "old.txt"
-    corpus.write_text(listing(new), encoding="utf-8")
-    old_corpus.write_text(listing(old), encoding="utf-8")
-    accepted = load_papers([corpus]).papers
-    zygote = Zygote()
-    try:
-        # The older store, built once and copied for every "update" run; and calibration runs.
-        base = tmp_path / "base-store"
-        assert zygote.run(base, old_corpus, batch, None).code == 0
-        base_settings = make_settings(base, embed_backend="hash", ingest_batch_papers=batch)
-        base_generation = PaperStore(base_settings).generation
-        durations = {}
-        for state in ("empty", "update"):
-            for attempt in range(2):  # the faster of two: a busy machine only makes runs slower
-                store = tmp_path / f"calibrate-{state}-{attempt}"
-                if state == "update":
-                    shutil.copytree(base, store)
-                run = zygote.run(store, corpus, batch, None)
-                assert run.code == 0, run.lines
-                took = float(next(x for x in run.lines if x.startswith("done")).split()[1])
-                durations[state] = min(durations.get(state, took), took)
-
-        rows = []
-        failures = []
-        for i in range(KILL_POINTS):
-            state = ("empty", "update")[i % 2]
-            # Stratified over the measured run (and a little past it), so the points spread out.
-            stratum = i // 2
-            kill_after = (stratum + rng.random()) / (KILL_POINTS // 2) * durations[state]
-            store = tmp_path / f"kill-{i}"
-            if state == "update":
-                shutil.copytree(base, store)
-            settings = make_settings(store, embed_backend="hash", ingest_batch_papers=batch)
-            run = zygote.run(store, corpus, batch, kill_after)
-            phase = _phase(run.code, settings, 0 if state == "empty" else base_generation)
-            at_kill = PaperStore(settings).count_papers()
-
-            started = time.perf_counter()
-            summary = ingest(settings, [corpus], prune=True, progress=False)  # the next run
-            resume = time.perf_counter() - started
-            want = expected_after(Snapshot({}, {}, frozenset(), False, True), accepted, settings)
-            got = snapshot(settings)
-            problems = differences(got, want)
-            if chunk_texts(settings) != expected_texts(accepted, settings):
-                problems.append("chunk texts differ from the corpus")
-            if (summary.papers_total, summary.chunks_total) != (len(want.papers), want.n_chunks):
-                problems.append("the next run's summary disagrees with the corpus")
-            rows.append(
-                {
-                    "point": i,
-                    "start": state,
-                    "kill_after_s": round(run.killed_at or 0, 3),
-                    "phase": phase,
-                    "batches_written_before_kill": run.progress,
-                    "papers_at_kill": at_kill,
-                    "next_run_s": round(resume, 2),
-                    "papers": len(got.papers),
-                    "chunks": got.n_chunks,
-                    "problems": problems,
-                }
-            )
-            if problems:
-                failures.append(f"point {i} ({state}, {phase}): {problems}")
-    finally:
-        zygote.close()
-    phases = Counter(r["phase"] for r in rows)
-    write_result(
-        "kill_ingest",
-        {
-            "seed": KILL_SEED,
-            "points": KILL_POINTS,
-            "papers": len(accepted),
-            "chunks": sum(r["chunks"] for r in rows[:1]),
-            "batch_papers": batch,
-            "durations_s": {k: round(v, 3) for k, v in durations.items()},
-            "phases": dict(phases),
-            "rows": rows,
-            "failures": failures,
-        },
-    )
-    assert not failures, "\n".join(failures)
-    assert len(rows) == KILL_POINTS
+    result = kill_campaign(tmp_path, points=KILL_POINTS, seed=KILL_SEED)
+    write_result("kill_ingest", result)
+    assert not result["failures"], "\n".join(result["failures"])
+    assert len(result["rows"]) == KILL_POINTS
     # The points must really interrupt writes, not just land before or after them.
-    assert phases["while writing papers"] >= KILL_POINTS // 3, phases
+    assert result["phases"].get("while writing papers", 0) >= KILL_POINTS // 3, result["phases"]
 
 
 # --- two ingests at once --------------------------------------------------------------------------

