@@ -97,6 +97,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(str(exc.detail), exc.status_code),
                             status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug must still answer in the protocol's shape, without leaking a traceback.
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse(error_body(f"internal error ({type(exc).__name__}); see the server log",
+                                       500, code="internal_error"), status_code=500)
+
 
 # --- auth -------------------------------------------------------------------------------------
 def make_auth(settings: Settings) -> Any:

@@ -5,10 +5,15 @@ links other than the sources' own).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
@@ -115,6 +120,70 @@ class SentenceVectors:
         if any(r is None for r in rows):  # evicted meanwhile under heavy load
             return self.embedder.embed(sentences)
         return np.vstack(rows) if rows else np.zeros((0, self.embedder.dim), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def warm(self, texts: Iterable[str], *, batch: int = 16,
+             stop: Callable[[], bool] | None = None) -> int:
+        """Embed the sentences of `texts` ahead of the questions that will need them, in small
+        batches so that a question's own embedding never waits long for the model. Returns how many
+        sentences were embedded."""
+        wanted = dict.fromkeys(s for text in texts for s in split_sentences(text))
+        with self._lock:
+            todo = [s for s in wanted if s not in self._cache]
+            todo = todo[: max(self.capacity - len(self._cache), 0)]
+        for start in range(0, len(todo), batch):
+            if stop is not None and stop():
+                return start
+            self(todo[start : start + batch])
+        return len(todo)
+
+    def save(self, path: Path, only: Iterable[str] | None = None) -> None:
+        """Write the cache (sentences and vectors, tagged with the model) atomically; with `only`,
+        just the sentences of those texts (the abstracts, not the questions' claims)."""
+        keep = None if only is None else {s for text in only for s in split_sentences(text)}
+        with self._lock:
+            sentences = [s for s in self._cache if keep is None or s in keep]
+            vectors = (np.vstack([self._cache[s] for s in sentences]) if sentences
+                       else np.zeros((0, self.embedder.dim), dtype=np.float32))
+        # Sentences never hold \x1e (the corpus loader strips control characters).
+        blob = np.frombuffer("\x1e".join(sentences).encode("utf-8"), dtype=np.uint8)
+        meta = np.frombuffer(json.dumps({"model": self.embedder.name, "dim": self.embedder.dim,
+                                         "n": len(sentences)}).encode(), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".sentences-", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                np.savez(out, vectors=vectors.astype(np.float32), sentences=blob, meta=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def load(self, path: Path) -> int:
+        """Add a saved cache made by the same model; anything unreadable is ignored (it is only a
+        cache). Returns how many sentences were added."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                vectors = np.asarray(data["vectors"], dtype=np.float32)
+                text = bytes(data["sentences"]).decode("utf-8")
+        except (OSError, ValueError, KeyError):
+            return 0
+        sentences = text.split("\x1e") if meta.get("n") else []
+        if (meta.get("model") != self.embedder.name or meta.get("dim") != self.embedder.dim
+                or len(sentences) != len(vectors)):
+            return 0
+        added = 0
+        with self._lock:
+            for sentence, vector in zip(sentences, vectors, strict=True):
+                if len(self._cache) >= self.capacity:
+                    break
+                if sentence not in self._cache:
+                    self._cache[sentence] = vector
+                    added += 1
+        return added
 
 
 def support_score(claim: str, source: SourceDoc, vectors: SentenceVectors) -> float:

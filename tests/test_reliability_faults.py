@@ -41,7 +41,7 @@ from assistant.ingest import ingest
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Base paper 0: Segmentation in clinical practice — what does it report?"
 FOLLOW_UP = "and what accuracy did it reach?"
-LLM_TIMEOUT = 1.0
+LLM_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")

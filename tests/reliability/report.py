@@ -33,7 +33,8 @@ SUITE = [
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
+        text = re.sub(r"/tmp/[^\s;,)'\"]+", "…", str(value))  # temporary paths say nothing
+        return text.replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -162,7 +163,7 @@ def summary() -> str:
         )
     load_result = read_result("load")
     if load_result:
-        first = next(iter(load_result["phases"].values()))
+        first = load_result["phases"].get("offline, plain") or next(iter(load_result["phases"].values()))
         total = sum(p["requests"] for p in load_result["phases"].values())
         errors = sum(p["errors"] for p in load_result["phases"].values())
         rows.append(
@@ -171,7 +172,8 @@ def summary() -> str:
                 f"{load_result['concurrent']} concurrent chat requests per phase, "
                 f"{len(load_result['phases'])} phases, loopback",
                 total,
-                f"{errors} errors; first phase {first['throughput_rps']} req/s, p50/p95/p99 "
+                f"{errors} errors; offline, plain (cold caches): {first['throughput_rps']} req/s, "
+                "p50/p95/p99 "
                 f"{first['latency_s']['p50']}/{first['latency_s']['p95']}/{first['latency_s']['p99']}s",
                 "nothing",
             ]
@@ -409,7 +411,9 @@ def load_section() -> str:
     if not data:
         return missing("load")
     rows = []
-    for name, p in data["phases"].items():
+    order = ["offline, plain", "offline, streamed", "LLM endpoint down, plain"]
+    phases = sorted(data["phases"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9)
+    for name, p in phases:
         lat = p["latency_s"]
         first = p.get("first_byte_s") or {}
         rows.append(
@@ -554,10 +558,10 @@ SECTIONS = {
 
 def render(doc: str) -> str:
     for name, make in SECTIONS.items():
-        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(\n<!-- END {name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n)(?:.*?\n)?(<!-- END {name} -->)", re.S)
         if not pattern.search(doc):
             raise SystemExit(f"{DOC}: no BEGIN/END markers for {name!r}")
-        doc = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), doc)
+        doc = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), doc)
     return doc
 
 

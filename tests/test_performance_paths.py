@@ -1,0 +1,137 @@
+"""The fast paths of issue 7 give the same answers as the slow ones they replace: the in-memory
+verbatim index versus Chroma's `$contains`, chunks by id versus a `where` scan, cached name
+resolution, the persisted sentence cache and its background warm-up, single-threaded query
+embedding. No timing is asserted here (speed is measured by bench/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_settings
+
+from assistant.citations import SentenceVectors, split_sentences
+from assistant.embedding import HashEmbedder
+from assistant.engine import SENTENCE_CACHE, Engine
+from assistant.ingest import ingest
+from assistant.lexical import VerbatimIndex, load_bm25
+from assistant.retrieval import case_variants, key_phrases, literal_terms, term_variants
+from assistant.settings import BUNDLED_CORPUS, Settings
+from assistant.store import PaperStore
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def hash_corpus(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The bundled corpus with the fake embedder (fast), no warm-up."""
+    settings = make_settings(tmp_path_factory.mktemp("perf") / "store", embed_backend="hash",
+                             sentence_cache_max_papers=0)
+    ingest(settings, [BUNDLED_CORPUS], progress=False)
+    return settings
+
+
+def _spellings() -> list[str]:
+    questions = [json.loads(line)["question"]
+                 for line in (DATA / "dev_questions.jsonl").read_text().splitlines() if line.strip()]
+    found: set[str] = set()
+    for q in questions:
+        found |= {v for p in key_phrases(q) for v in case_variants(p)}
+        found |= {v for t in literal_terms(q) for v in term_variants(t)}
+    # Edge cases: short, no word characters, punctuation inside, non-ASCII, absent.
+    found |= {"a", "of", " ", "+", "SAM 2", "SAM-2", "U-Net", "state-of-the-art", "μ", "–",
+              "COVID-19", "Zyxwquorble", "ation", "segmentation netw"}
+    return sorted(found)
+
+
+def test_verbatim_index_matches_chroma_contains(hash_corpus: Settings) -> None:
+    store = PaperStore(hash_corpus)
+    index = VerbatimIndex.from_bm25(load_bm25(store, hash_corpus.bm25_dir, 60))
+    assert len(index) == store.count_chunks()
+    for spelling in _spellings():
+        for limit in (100, 3):
+            expected = store.chunks.get(where_document={"$contains": spelling}, limit=limit,
+                                        include=[])["ids"]
+            assert index.contains(spelling, limit) == expected, (spelling, limit)
+
+
+def test_verbatim_index_of_an_empty_store() -> None:
+    index = VerbatimIndex.from_bm25(None)
+    assert len(index) == 0 and index.contains("anything", 10) == []
+
+
+def test_paper_chunks_by_id_match_the_where_scan(hash_corpus: Settings) -> None:
+    engine = Engine(hash_corpus)
+    store = engine.store
+    for pid in list(engine.retriever.titles.titles)[:25]:
+        by_id = engine.retriever._paper_chunks(pid)
+        scan = store.chunks.get(where={"paper_id": pid}, include=["documents"])
+        assert sorted(by_id["ids"]) == sorted(scan["ids"]) and by_id["ids"]
+    assert engine.retriever._paper_chunks("no-such-paper")["ids"] == []
+
+
+def test_name_resolution_is_cached_per_question_and_reset_on_refresh(hash_corpus: Settings) -> None:
+    engine = Engine(hash_corpus)
+    r = engine.retriever
+    question = "What Dice score does Swin SMT reach on TotalSegmentator?"
+    first = r.resolve_names(question)
+    assert first == r.titles.resolve(question, hash_corpus.entity_match_threshold) and first
+    assert r.resolve_names(question) == first
+    r.refresh()
+    assert r._names == {}
+    assert r.chunk_count == engine.store.count_chunks()
+
+
+def test_sentence_cache_round_trip(tmp_path: Path) -> None:
+    vectors = SentenceVectors(HashEmbedder())
+    texts = ["Segmentation of the liver. It reaches 90% Dice.", "A second abstract here."]
+    assert vectors.warm(texts) == 3
+    path = tmp_path / "cache.npz"
+    vectors.save(path, only=texts[:1])
+    again = SentenceVectors(HashEmbedder())
+    assert again.load(path) == 2
+    sentences = split_sentences(texts[0])
+    assert np.array_equal(again(sentences), vectors(sentences))
+    other = SentenceVectors(HashEmbedder(dim=64))  # another model: the file is not used
+    assert other.load(path) == 0
+    path.write_bytes(b"not a cache")
+    assert SentenceVectors(HashEmbedder()).load(path) == 0
+    assert SentenceVectors(HashEmbedder()).load(tmp_path / "missing.npz") == 0
+
+
+def test_engine_warms_the_sentence_cache_and_keeps_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "store", embed_backend="hash")
+    ingest(settings, [BUNDLED_CORPUS], progress=False)
+    engine = Engine(settings)
+    assert engine.warmup_done(timeout=120)
+    abstracts = [p.abstract for p in engine.store.all_papers()]
+    wanted = {s for a in abstracts for s in split_sentences(a)}
+    assert len(engine.vectors) >= len(wanted)
+    assert (settings.store_dir / SENTENCE_CACHE).exists()
+    second = Engine(settings)
+    assert second.warmup_done(timeout=120)
+    assert len(second.vectors) >= len(wanted)
+    before = engine.ask("Which papers use knowledge graphs?").answer
+    assert second.ask("Which papers use knowledge graphs?").answer == before
+
+
+def test_warm_up_is_off_for_large_stores_and_when_disabled(hash_corpus: Settings, tmp_path: Path
+                                                           ) -> None:
+    engine = Engine(hash_corpus)  # sentence_cache_max_papers=0
+    assert engine.warmup_done(timeout=1) and len(engine.vectors) == 0
+    small_limit = hash_corpus.model_copy(update={"sentence_cache_max_papers": 10})
+    engine = Engine(small_limit)
+    assert engine.warmup_done(timeout=60) and len(engine.vectors) == 0
+
+
+def test_query_embedding_on_one_thread_gives_the_batch_vectors(corpus_store: Settings) -> None:
+    from assistant.embedding import get_embedder
+
+    embedder = get_embedder(corpus_store)
+    texts = ["Which papers segment the liver?", "How accurate is the nailfold pipeline?",
+             "A third text", "A fourth", "A fifth one, so the batch runs on every thread"]
+    batch = embedder.embed(texts)
+    for i, text in enumerate(texts[:2]):
+        assert np.allclose(embedder.embed([text])[0], batch[i], atol=1e-5)
