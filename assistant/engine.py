@@ -343,7 +343,8 @@ class Engine:
             "html_removed": removed_html,
             "instructions_removed": removed_instructions,
         }
-        body = report.text.strip()
+        # "[2][1]" with [2] moved to 1 reads "[1][1]": one mark is enough.
+        body = re.sub(r"(\[\d+\??\])(?:[ \t]*\1)+", r"\1", report.text).strip()
         if answer.mode == "extractive":
             body = f"{body}\n\n{OFFLINE_NOTE}"
         if answer.notice:

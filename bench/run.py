@@ -70,7 +70,8 @@ def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, An
     from assistant.engine import Engine
     from bench import app_bench, latency
 
-    settings = make_settings(store_dir)
+    # No background warm-up here: it would compete with the latency measurement for the CPU.
+    settings = make_settings(store_dir, sentence_cache_max_papers=0)
     t = time.perf_counter()
     engine = Engine(settings)
     engine_load_s = time.perf_counter() - t
@@ -85,9 +86,31 @@ def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, An
     row["latency"] = latency.measure(engine, questions, label=f"{row['papers']} papers")
     del engine
     gc.collect()
+    if row["papers"] <= make_settings(store_dir).sentence_cache_max_papers:
+        row["sentence_warmup"] = measure_warmup(store_dir)
     row["app"] = app_bench.run_app(store_dir, app_questions,
                                    log_path=work / f"app-{n_synthetic}.log")
     return row
+
+
+def measure_warmup(store_dir: Path) -> dict[str, Any]:
+    """The background sentence warm-up from scratch, then a restart that loads its saved copy."""
+    from assistant.engine import SENTENCE_CACHE, Engine
+
+    (store_dir / SENTENCE_CACHE).unlink(missing_ok=True)
+    t = time.perf_counter()
+    engine = Engine(make_settings(store_dir))
+    engine.warmup_done(timeout=1800)
+    warm_s = time.perf_counter() - t
+    sentences = len(engine.vectors)
+    t = time.perf_counter()
+    again = Engine(make_settings(store_dir))
+    again.warmup_done(timeout=600)
+    out = {"sentences": sentences, "warmup_s": round(warm_s, 2),
+           "restart_with_saved_cache_s": round(time.perf_counter() - t, 2),
+           "cache_file_mb": mb(du(store_dir / SENTENCE_CACHE))}
+    log(f"sentence warm-up: {sentences} sentences in {warm_s:.1f}s")
+    return out
 
 
 def per_10k(sizes: list[dict[str, Any]], ingest: dict[str, Any] | None) -> dict[str, Any]:
