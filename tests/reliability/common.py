@@ -18,7 +18,11 @@ from assistant.lexical import bm25_is_fresh
 from assistant.settings import Settings
 from assistant.store import PaperStore
 
-RESULTS = Path(os.environ.get("RELIABILITY_RESULTS_DIR", Path(__file__).parent / "results"))
+# The committed record behind docs/RELIABILITY.md; `report --run` refreshes it. Plain test runs
+# write to a git-ignored scratch folder so that running the suite never dirties the checkout.
+RECORD = Path(__file__).parent / "results"
+SCRATCH = Path(__file__).resolve().parents[2] / ".cache" / "reliability-results"
+RESULTS = Path(os.environ.get("RELIABILITY_RESULTS_DIR", SCRATCH))
 
 WORDS = [
     "segmentation",
@@ -172,7 +176,7 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
 
 
 def read_result(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}.json"
+    path = RECORD / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 

@@ -11,6 +11,7 @@ overrides it). The document keeps its prose; only the text between `<!-- BEGIN n
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .common import read_result
+from .common import RECORD, read_result
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "RELIABILITY.md"
@@ -572,7 +573,8 @@ def main() -> None:
     parser.add_argument("--run", action="store_true", help="run the reliability suite first")
     args = parser.parse_args()
     if args.run:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", *SUITE], cwd=ROOT)
+        env = {**os.environ, "RELIABILITY_RESULTS_DIR": str(RECORD)}
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", *SUITE], cwd=ROOT, env=env)
         if done.returncode:
             print("the suite failed; the tables show its results anyway", file=sys.stderr)
     DOC.write_text(render(DOC.read_text(encoding="utf-8")), encoding="utf-8")
