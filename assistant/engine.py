@@ -302,6 +302,12 @@ class Engine:
                 answer.notice = (f"The language model was unavailable ({exc.message}); this is the "
                                  "offline answer, quoting the papers.")
                 raw = ""
+        table_needed = False
+        if answer.mode == "llm" and result.kind == "comparative":
+            raw = _cite_table_rows(raw)
+        if answer.mode == "llm" and result.kind == "comparative" and not _usable_table(raw, focus):
+            # The model's table is unusable: dropped here, built from the papers themselves below.
+            raw, table_needed = _without_table(raw), True
         if answer.mode == "llm" and not _cited_numbers(raw) & {s.n for s in sources}:
             # An answer that cites no source cannot be checked (small models write confident,
             # uncited figures): the offline answer instead, saying why.
@@ -312,11 +318,9 @@ class Engine:
                              "this is the offline answer, quoting the papers.")
         if answer.mode == "extractive":
             raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
-        elif result.kind == "comparative" and not _usable_table(raw, focus):
-            # The model's comparison is unusable as a table: build it from the papers themselves,
-            # in place of whatever table-like lines the model wrote.
+        elif table_needed:
             table = self.extractive.compare(standalone, [s for s in sources if s.n in focus])
-            raw = f"{table}\n\n{_without_table(raw)}"
+            raw = f"{table}\n\n{raw}"
         final = self._finish(raw, sources, answer)
         answer.seconds = time.perf_counter() - started
         yield final
@@ -478,12 +482,32 @@ def _has_table(text: str, columns: int) -> bool:
 
 
 def _usable_table(text: str, focus: list[int]) -> bool:
-    """A table with a column per compared paper that cites each of them (up to 4): small models
-    write tables of the wrong papers, or with no citations at all."""
+    """A table that cites each compared paper (up to 4) in at least two cells. Small models write
+    tables of the wrong papers, with no citations, or citing a paper only in its name cell, which
+    leaves every claim in the row unchecked."""
     if not _has_table(text, min(len(focus), 4)):
         return False
-    rows = "\n".join(line for line in text.splitlines() if line.strip().startswith("|"))
-    return set(focus[:4]) <= _cited_numbers(rows)
+    cells = [cell for line in text.splitlines() if line.strip().startswith("|")
+             for cell in line.split("|")]
+    return all(sum(n in _cited_numbers(cell) for cell in cells) >= 2 for n in focus[:4])
+
+
+def _cite_table_rows(text: str) -> str:
+    """A table row that cites one paper in its first cell only (small models cite "| [1] | task |
+    method |") vouches for its other cells: each gets that citation, so that the checker checks
+    it, and moves or flags it, rather than it being shown unchecked."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        cells = line.strip().strip("|").split("|")
+        if not line.strip().startswith("|") or len(cells) < 2:
+            continue
+        numbers = _cited_numbers(cells[0])
+        if len(numbers) != 1 or _cited_numbers("|".join(cells[1:])):
+            continue
+        n = numbers.pop()
+        cells[1:] = [f"{c.rstrip()} [{n}] " if c.strip() else c for c in cells[1:]]
+        lines[i] = "|" + "|".join(cells) + "|"
+    return "\n".join(lines)
 
 
 def _cited_numbers(text: str) -> set[int]:

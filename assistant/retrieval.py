@@ -331,30 +331,23 @@ class HybridRetriever:
         term found in more than `verbatim_max_paper_share` of the papers ("CNN", "medical image")
         tells papers apart too little and is left out."""
         most = max(1, int(self.settings.verbatim_max_paper_share * len(self.titles.titles)))
-        found: dict[str, tuple[TextNode, float]] = {}
+        kept: list[dict[str, None]] = []
         for spellings in terms:
-            hits: dict[str, tuple[TextNode, float]] = {}
-            for spelling in spellings:
-                got = self._contains(spelling, self.settings.literal_candidates)
-                if not got["ids"]:
-                    continue
-                sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
-                for i, chunk_id in enumerate(got["ids"]):
-                    node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
-                    hits[chunk_id] = (node, float(sims[i]))
-            papers = {node.metadata.get("paper_id") for node, _ in hits.values()}
-            if len(papers) <= most:
-                found.update(hits)
-        return found
-
-    def _contains(self, spelling: str, limit: int) -> dict:
-        """`chunks.get(where_document={"$contains": spelling}, limit=limit)` with documents,
-        metadatas and embeddings: the ids from the in-memory verbatim index (the same chunks, in the
-        same order), the records fetched by id."""
-        ids = self.verbatim.contains(spelling, limit)
-        if not ids:
-            return {"ids": []}
-        return self.store.chunks.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+            ids = dict.fromkeys(cid for spelling in spellings
+                                for cid in self.verbatim.contains(spelling,
+                                                                  self.settings.literal_candidates))
+            # A chunk's id is "<paper id>-<index>" (chunks.chunk_id).
+            if ids and len({cid.rsplit("-", 1)[0] for cid in ids}) <= most:
+                kept.append(ids)
+        wanted = list(dict.fromkeys(cid for ids in kept for cid in ids))
+        if not wanted:
+            return {}
+        # One read by id for every term's chunks (the index found them; Chroma holds the vectors).
+        got = self.store.chunks.get(ids=wanted, include=["documents", "metadatas", "embeddings"])
+        sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector if got["ids"] else []
+        records = {cid: (metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i]),
+                         float(sims[i])) for i, cid in enumerate(got["ids"])}
+        return {cid: records[cid] for ids in kept for cid in ids if cid in records}
 
     def _bm25(self, bundle: QueryBundle) -> list[NodeWithScore]:
         if self.bm25 is None or not re.search(r"\w\w", bundle.query_str):

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
@@ -40,14 +42,39 @@ from bench.common import (
 INCLUDE = ["documents", "metadatas", "embeddings"]
 
 
+def _old_verbatim(r: Any) -> Any:
+    """`HybridRetriever._verbatim` as it was: one Chroma `$contains` read per spelling."""
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+    def verbatim(terms: list[list[str]], query_vector: Any) -> dict[str, Any]:
+        most = max(1, int(r.settings.verbatim_max_paper_share * len(r.titles.titles)))
+        found: dict[str, Any] = {}
+        for spellings in terms:
+            hits: dict[str, Any] = {}
+            for spelling in spellings:
+                got = r.store.chunks.get(where_document={"$contains": spelling},
+                                         limit=r.settings.literal_candidates, include=INCLUDE)
+                if not got["ids"]:
+                    continue
+                sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
+                for i, chunk_id in enumerate(got["ids"]):
+                    node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
+                    hits[chunk_id] = (node, float(sims[i]))
+            papers = {node.metadata.get("paper_id") for node, _ in hits.values()}
+            if len(papers) <= most:
+                found.update(hits)
+        return found
+
+    return verbatim
+
+
 @contextmanager
 def old_retrieval(engine: Any) -> Iterator[None]:
     """The retrieval paths as they were before issue 7's changes."""
     r = engine.retriever
-    saved = (r._contains, r._paper_chunks, r.chunk_count, r.resolve_names,
+    saved = (r._verbatim, r._paper_chunks, r.chunk_count, r.resolve_names,
              getattr(engine.embedder, "_single_thread_max", None))
-    r._contains = lambda spelling, limit: r.store.chunks.get(
-        where_document={"$contains": spelling}, limit=limit, include=INCLUDE)
+    r._verbatim = _old_verbatim(r)
     r._paper_chunks = lambda pid: r.store.chunks.get(where={"paper_id": pid}, include=INCLUDE)
     r.chunk_count = 0  # 0 falls back to counting, as every question did
     r.resolve_names = lambda q, threshold=None: r.titles.resolve(
@@ -57,7 +84,7 @@ def old_retrieval(engine: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        r._contains, r._paper_chunks, r.chunk_count, r.resolve_names = saved[:4]
+        r._verbatim, r._paper_chunks, r.chunk_count, r.resolve_names = saved[:4]
         if saved[4] is not None:
             engine.embedder._single_thread_max = saved[4]
 
@@ -115,11 +142,13 @@ def measure_store(store_dir: Path, questions: list[dict[str, Any]], label: str
         r._literal(q, v)
         r._phrases(q, v)
 
+    def found(q: str) -> list[Any]:
+        v = embedder.embed([q])[0]
+        return [list(r._literal(q, v)), list(r._phrases(q, v))]
+
     with old_retrieval(engine):
-        old_found = [sorted(r._literal(q["question"], embedder.embed([q["question"]])[0]))
-                     for q in questions]
-    new_found = [sorted(r._literal(q["question"], embedder.embed([q["question"]])[0]))
-                 for q in questions]
+        old_found = [found(q["question"]) for q in questions]
+    new_found = [found(q["question"]) for q in questions]
 
     def old_verbatim(q: str) -> None:
         with old_retrieval(engine):
@@ -235,6 +264,7 @@ def warmup(store_dir: Path, questions: list[dict[str, Any]]) -> list[dict[str, A
 
 
 def run(work: Path, n_questions: int | None) -> dict[str, Any]:
+    info = machine()  # first: the run itself changes torch's thread count
     questions = load_dev_questions(n_questions)
     base = work / "base-215"
     scale = work / "scale"
@@ -246,7 +276,7 @@ def run(work: Path, n_questions: int | None) -> dict[str, Any]:
     if (scale / "chroma.sqlite3").exists():
         log("changes: scaled store")
         rows += measure_store(scale, questions, "scale")
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": info,
             "questions": len(questions), "changes": rows}
 
 

@@ -97,6 +97,20 @@ def load_dev_questions(limit: int | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def warmup_questions(limit: int = 30) -> list[dict[str, Any]]:
+    """Questions that are not measured, to bring a store to its steady state first: the held-out
+    set where it exists, else the bundled papers' titles."""
+    path = ROOT / "tests" / "data" / "heldout_questions.jsonl"
+    if path.exists():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+        return rows[:limit]
+    from assistant.corpus import load_papers
+    from assistant.settings import BUNDLED_CORPUS
+
+    return [{"question": p.title} for p in load_papers([BUNDLED_CORPUS]).papers[:limit]]
+
+
 # --- memory and disk ----------------------------------------------------------------------------
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) of a process in bytes, from /proc (psutil is not a dependency)."""

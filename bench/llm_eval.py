@@ -34,8 +34,12 @@ _ENDPOINT = {k: os.environ[k] for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "AS
                                          "ASSISTANT_OPENAI_BASE_URL", "ASSISTANT_OPENAI_API_KEY")
              if os.environ.get(k)}
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import argparse  # noqa: E402
+import json  # noqa: E402
 import re  # noqa: E402
+import shlex  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -53,6 +57,14 @@ from bench.common import (  # noqa: E402
 
 DOC = ROOT / "docs" / "LLM_MODES.md"
 DEFAULT_STORE = ROOT / "build" / "llm-eval" / "base-215"
+
+
+def _relative(arg: str) -> str:
+    """A path inside the repository (the venv's model file, say) as the doc should show it."""
+    try:
+        return str(Path(arg).resolve().relative_to(ROOT)) if os.path.isabs(arg) else arg
+    except ValueError:
+        return arg
 
 
 def select(questions: list[dict[str, Any]], kinds: list[str] | None, limit: int | None
@@ -137,10 +149,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ttft = [r["ttft_s"] for r in rows if not r["abstained"]]
     total = [r["total_s"] for r in rows if not r["abstained"]]
     answered = [r for r in rows if not r["abstained"]]
+    by_model = [r for r in answered if r["mode"] == "llm"]
+    fallbacks = [r for r in rows if r["mode"] == "extractive" and r["llm_error"]]
     return {
         "questions": len(rows),
+        "answered": len(answered),
+        "model_answers": len(by_model),
         "must_contain": _mean(rows, "contains_all"),
         "must_contain_n": sum("contains_all" in r for r in rows),
+        "must_contain_model": _mean(by_model, "contains_all"),
+        "must_contain_model_n": sum("contains_all" in r for r in by_model),
         "cited_precision": _mean(rows, "cited_precision"),
         "cites_all_gold": _mean(rows, "cites_all_gold"),
         "cites_nothing": sum(bool(r.get("cites_nothing")) for r in rows),
@@ -149,7 +167,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if answered else None,
         "abstention_accuracy": _mean(rows, "abstained_correctly"),
         "abstention_n": sum("abstained_correctly" in r for r in rows),
-        "fallbacks": sum(r["mode"] == "extractive" and bool(r["llm_error"]) for r in rows),
+        "fallbacks": len(fallbacks),
+        "fallbacks_cited_nothing": sum("cited none" in r["llm_error"] for r in fallbacks),
         "ttft_p50_s": round(percentile(ttft, 0.5), 2),
         "ttft_p95_s": round(percentile(ttft, 0.95), 2),
         "total_p50_s": round(percentile(total, 0.5), 2),
@@ -164,26 +183,31 @@ def _cell(value: Any, fmt: str = "{:.2f}") -> str:
 def markdown(result: dict[str, Any]) -> str:
     s, cfg = result["summary"], result["config"]
     lines = [
-        f"**{result['label']}** — {result['questions']} questions ({result['kinds_line']}), "
+        f"**{result['label']}**: {result['questions']} questions ({result['kinds_line']}), "
         f"{result['date']}, {cfg['machine']['cpus']} CPUs, load average "
         f"{cfg['load_before']:.1f} before / {cfg['load_after']:.1f} after; "
         f"{cfg['llm_line']}. Produced by `bench/llm_eval.py {cfg['argv']}`.",
         "",
-        "| mode | must-contain | cited-title precision | cites all gold | answers citing nothing "
-        "| citations caught (per answer) | abstention accuracy | fallbacks to offline "
-        "| first text p50 / p95 | total p50 / p95 |",
+        "| mode | answers written by the model | must-contain: all shown / model-written "
+        "| cited-title precision | cites all gold | citations caught | abstention accuracy "
+        "| fallbacks to offline: all (cited nothing) | first text p50 / p95 | total p50 / p95 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode in ("offline", "llm"):
         m = s[mode]
+        offline = mode == "offline"
+        model_cell = "–" if offline else f"{m['model_answers']} of {m['answered']}"
+        must = f"{_cell(m['must_contain'])} (n={m['must_contain_n']})"
+        if not offline:
+            must += f" / {_cell(m['must_contain_model'])} (n={m['must_contain_model_n']})"
+        fallbacks = "–" if offline else f"{m['fallbacks']} ({m['fallbacks_cited_nothing']})"
         lines.append(
-            f"| {'offline (quoting)' if mode == 'offline' else result['llm_name']} "
-            f"| {_cell(m['must_contain'])} (n={m['must_contain_n']}) | {_cell(m['cited_precision'])} "
-            f"| {_cell(m['cites_all_gold'])} | {m['cites_nothing']} "
-            f"| {m['caught_total']} ({_cell(m['caught_per_answer'])}) "
-            f"| {_cell(m['abstention_accuracy'])} (n={m['abstention_n']}) | {m['fallbacks']} "
-            f"| {m['ttft_p50_s']:.2f} / {m['ttft_p95_s']:.2f} s "
-            f"| {m['total_p50_s']:.2f} / {m['total_p95_s']:.2f} s |")
+            f"| {'offline (quoting)' if offline else result['llm_name']} | {model_cell} | {must} "
+            f"| {_cell(m['cited_precision'])} | {_cell(m['cites_all_gold'])} "
+            f"| {m['caught_total']} ({_cell(m['caught_per_answer'])}/answer) "
+            f"| {_cell(m['abstention_accuracy'])} (n={m['abstention_n']}) | {fallbacks} "
+            f"| {m['ttft_p50_s']:.1f} / {m['ttft_p95_s']:.1f} s "
+            f"| {m['total_p50_s']:.1f} / {m['total_p95_s']:.1f} s |")
     return "\n".join(lines)
 
 
@@ -195,6 +219,19 @@ def write_doc(name: str, table: str, doc: Path = DOC) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + f"\n\n{block}\n"
     doc.write_text(text, encoding="utf-8")
+
+
+def render(path: Path, *, docs: bool) -> None:
+    """The table of a saved run, its summary recomputed from its rows (so a change to the
+    metrics or the table needs no new run)."""
+    result = json.loads(path.read_text(encoding="utf-8"))
+    result["summary"] = {mode: summarise(rows) for mode, rows in result["rows"].items()}
+    result["summary"].setdefault("offline", summarise([]))
+    write_result(path.stem, result, path.parent)
+    table = markdown(result)
+    print(table)
+    if docs:
+        write_doc(result["name"], table)
 
 
 def main() -> None:
@@ -215,7 +252,12 @@ def main() -> None:
     parser.add_argument("--label", type=str, default=None, help="model name shown in the doc")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline run")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/LLM_MODES.md")
+    parser.add_argument("--render", type=Path, default=None,
+                        help="re-render a saved bench/results/llm_eval-*.json (no questions asked)")
     args = parser.parse_args()
+    if args.render:
+        render(args.render, docs=not args.no_docs)
+        return
 
     overrides: dict[str, Any] = {"answer_mode": "llm"}
     if args.local:
@@ -276,7 +318,8 @@ def main() -> None:
 
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", llm_name).lower()
     config = {
-        "argv": " ".join(sys.argv[1:]), "machine": machine(), "load_before": load_before,
+        "argv": shlex.join(_relative(a) for a in sys.argv[1:]), "machine": machine(),
+        "load_before": load_before,
         "load_after": os.getloadavg()[0], "engine_start_s": round(started_s, 2),
         "settings": {k: str(v) for k, v in overrides.items() if k != "openai_api_key"},
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),

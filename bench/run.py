@@ -31,6 +31,7 @@ from bench.common import (
     machine,
     make_settings,
     mb,
+    warmup_questions,
     write_result,
 )
 
@@ -83,7 +84,8 @@ def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, An
         "disk_mb": mb(du(store_dir)),
         "build": build,
     }
-    row["latency"] = latency.measure(engine, questions, label=f"{row['papers']} papers")
+    row["latency"] = latency.measure(engine, questions, label=f"{row['papers']} papers",
+                                     warmup=warmup_questions(10 if len(questions) < 50 else 30))
     del engine
     gc.collect()
     if row["papers"] <= make_settings(store_dir).sentence_cache_max_papers:

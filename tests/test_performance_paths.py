@@ -135,3 +135,41 @@ def test_query_embedding_on_one_thread_gives_the_batch_vectors(corpus_store: Set
     batch = embedder.embed(texts)
     for i, text in enumerate(texts[:2]):
         assert np.allclose(embedder.embed([text])[0], batch[i], atol=1e-5)
+
+
+def test_verbatim_sub_queries_match_the_per_spelling_chroma_reads(hash_corpus: Settings) -> None:
+    """`_verbatim` (index + one read by id) against the code it replaced (a Chroma `$contains`
+    read per spelling): the same chunks, in the same order, with the same similarities."""
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+    engine = Engine(hash_corpus)
+    r = engine.retriever
+
+    def old(terms: list[list[str]], query_vector: np.ndarray) -> dict:
+        most = max(1, int(r.settings.verbatim_max_paper_share * len(r.titles.titles)))
+        found: dict = {}
+        for spellings in terms:
+            hits: dict = {}
+            for spelling in spellings:
+                got = r.store.chunks.get(where_document={"$contains": spelling},
+                                         limit=r.settings.literal_candidates,
+                                         include=["documents", "metadatas", "embeddings"])
+                if not got["ids"]:
+                    continue
+                sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
+                for i, chunk_id in enumerate(got["ids"]):
+                    node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
+                    hits[chunk_id] = (node, float(sims[i]))
+            if len({node.metadata.get("paper_id") for node, _ in hits.values()}) <= most:
+                found.update(hits)
+        return found
+
+    questions = [json.loads(line)["question"]
+                 for line in (DATA / "dev_questions.jsonl").read_text().splitlines() if line.strip()]
+    for q in questions:
+        v = engine.embedder.embed([q])[0]
+        for terms in ([term_variants(t) for t in literal_terms(q)],
+                      [case_variants(p) for p in key_phrases(q)]):
+            new_found, old_found = r._verbatim(terms, v), old(terms, v)
+            assert list(new_found) == list(old_found), q
+            assert all(abs(new_found[c][1] - old_found[c][1]) < 1e-6 for c in new_found)
