@@ -147,8 +147,10 @@ class VerbatimIndex:
 
     Chroma's local `$contains` scans the collection (about 2 ms per 1,000 chunks per needle, and a
     question searches several needles); this looks the needle's word runs up in a token index of
-    the chunks (lower-cased), intersects, and checks each candidate verbatim. Built from the BM25
-    corpus already in memory (same chunks, same order), so it is as fresh as BM25 is."""
+    the chunks, intersects, and checks each candidate verbatim. Tokens keep their case, as the
+    match does: "Medical Image" is looked up among the chunks that write "Medical" and "Image", not
+    among every chunk about medical images. Built from the BM25 corpus already in memory (same
+    chunks, same order), so it is as fresh as BM25 is."""
 
     def __init__(self, ids: list[str], texts: list[str]) -> None:
         self.ids = ids
@@ -156,7 +158,7 @@ class VerbatimIndex:
         vocab: dict[str, int] = {}
         per_chunk = []
         for text in texts:
-            tokens = {vocab.setdefault(w, len(vocab)) for w in TOKEN_RUN.findall(text.lower())}
+            tokens = {vocab.setdefault(w, len(vocab)) for w in TOKEN_RUN.findall(text)}
             per_chunk.append(np.fromiter(tokens, dtype=np.int32, count=len(tokens)))
         token = np.concatenate(per_chunk) if per_chunk else np.zeros(0, dtype=np.int32)
         chunk = np.repeat(np.arange(len(texts), dtype=np.int32), [len(t) for t in per_chunk])
@@ -190,7 +192,7 @@ class VerbatimIndex:
 
     def contains(self, needle: str, limit: int) -> list[str]:
         """Ids of the first `limit` chunks (in store order) whose text contains `needle`."""
-        runs = set(TOKEN_RUN.findall(needle.lower()))
+        runs = set(TOKEN_RUN.findall(needle))
         # Short runs ("2" of "SAM 2") narrow little and cost much; the longer ones suffice.
         runs = {r for r in runs if len(r) >= 3} or runs
         if runs:
@@ -214,7 +216,7 @@ class VerbatimIndex:
         return out
 
     def _chunks_with(self, run: str) -> np.ndarray:
-        """Chunks with a token containing `run` (lower-cased), ascending."""
+        """Chunks with a token containing `run`, ascending."""
         hits = [m.start() for m in re.finditer(re.escape(run), self._blob)]
         if not hits:
             return np.zeros(0, dtype=np.int32)
