@@ -86,6 +86,7 @@ def ingest(
         if rebuild and settings.chroma_url:
             store.reset()
         store.check_compatible()
+        store.tune_index()
 
         stored = store.paper_hashes()
         wanted = {p.id: p for p in report.papers}

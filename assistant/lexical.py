@@ -196,14 +196,14 @@ class VerbatimIndex:
         # Short runs ("2" of "SAM 2") narrow little and cost much; the longer ones suffice.
         runs = {r for r in runs if len(r) >= 3} or runs
         if runs:
-            candidates: np.ndarray | None = None
-            for run in sorted(runs, key=len, reverse=True):
-                found = self._chunks_with(run)
-                candidates = found if candidates is None else np.intersect1d(
-                    candidates, found, assume_unique=True)
-                if not len(candidates):
+            # A mask per run, not sorted id lists: "medical" alone is in most chunks of a large
+            # corpus, and sorting its postings on every question would cost more than the scan.
+            mask = np.ones(len(self._texts), dtype=bool)
+            for run in runs:
+                mask &= self._chunks_with(run)
+                if not mask.any():
                     return []
-            order: Any = candidates
+            order: Any = np.flatnonzero(mask)  # ascending: store order
         else:  # no word characters at all: check every chunk
             order = range(len(self._texts))
         target = needle.encode("utf-8")
@@ -216,10 +216,11 @@ class VerbatimIndex:
         return out
 
     def _chunks_with(self, run: str) -> np.ndarray:
-        """Chunks with a token containing `run`, ascending."""
+        """A mask of the chunks with a token containing `run`."""
+        mask = np.zeros(len(self._texts), dtype=bool)
         hits = [m.start() for m in re.finditer(re.escape(run), self._blob)]
-        if not hits:
-            return np.zeros(0, dtype=np.int32)
-        tokens = np.unique(np.searchsorted(self._starts, hits, side="right") - 1)
-        parts = [self._postings[self._indptr[t]:self._indptr[t + 1]] for t in tokens]
-        return parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+        if hits:
+            tokens = np.unique(np.searchsorted(self._starts, hits, side="right") - 1)
+            mask[np.concatenate([self._postings[self._indptr[t]:self._indptr[t + 1]]
+                                 for t in tokens])] = True
+        return mask

@@ -246,6 +246,12 @@ class Settings(BaseSettings):
         "background when the engine starts (kept in store_dir/sentence_vectors.npz for the next "
         "start), so answers and citation checks never wait for them; 0 turns it off.",
     )
+    hnsw_ef_search: int = Field(
+        1_000, ge=10,
+        description="Candidates the chunk index (HNSW) examines per dense query. Chroma's default "
+        "(100) returns only ~60% of the true 60 nearest chunks at 240k chunks; 1000 returns ~90% for "
+        "~2 ms more. Set when a store is created, and applied to an existing one by the next ingest.",
+    )
 
     # --- derived --------------------------------------------------------------------------
     @property

@@ -183,7 +183,9 @@ class PaperStore:
             self.chunks = self.client.get_or_create_collection(
                 f"{self.settings.collection}_chunks",
                 embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
+                # ef_search only applies to a new collection here; tune_index() updates an old one.
+                configuration={"hnsw": {"space": "cosine",
+                                        "ef_search": self.settings.hnsw_ef_search}},
             )
             self.papers = self.client.get_or_create_collection(
                 f"{self.settings.collection}_papers",
@@ -244,6 +246,13 @@ class PaperStore:
                 f"the store at {self.label} was built with other settings ({'; '.join(diffs)})",
                 hint="rebuild it with `assistant ingest --rebuild`, or set the settings back",
             )
+
+    def tune_index(self) -> None:
+        """Bring the chunk index's search breadth (ef_search) to the settings' value; a write, so
+        done by ingests only. Processes that already opened the store see it after a restart."""
+        current = (self.chunks.configuration or {}).get("hnsw") or {}
+        if current.get("ef_search") != self.settings.hnsw_ef_search:
+            self.chunks.modify(configuration={"hnsw": {"ef_search": self.settings.hnsw_ef_search}})
 
     def set_manifest(self, *, generation: int, dirty: bool) -> None:
         metadata = {**expected_manifest(self.settings), "generation": generation, "dirty": dirty}

@@ -18,6 +18,7 @@ objects. Results go to bench/results/changes.json, rendered into docs/PERFORMANC
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -263,6 +264,73 @@ def warmup(store_dir: Path, questions: list[dict[str, Any]]) -> list[dict[str, A
     return [out]
 
 
+def hnsw_probe(store_dir: Path, n_questions: int | None) -> dict[str, Any]:
+    """In this process: dense search as Chroma's HNSW index answers it with the store's current
+    ef_search, against exact search (overlap of the 60 nearest chunks), its latency, and the
+    dense-only Recall@10 of the llama-index default pipeline."""
+    from llama_index.core import VectorStoreIndex
+
+    from assistant.embedding import LlamaIndexEmbedding, get_embedder
+    from assistant.store import PaperStore
+    from bench.latency import _distinct_titles, _recall, chunk_matrix
+
+    settings = make_settings(store_dir)
+    store = PaperStore(settings)
+    ef = store.chunks.configuration["hnsw"]["ef_search"]
+    embedder = get_embedder(settings)
+    ids, _titles, matrix = chunk_matrix(store)
+    plain = VectorStoreIndex.from_vector_store(
+        store.vector_store, embed_model=LlamaIndexEmbedding(embedder)).as_retriever(similarity_top_k=10)
+    overlap, times, recalls = [], [], []
+    for row in load_dev_questions(n_questions):
+        v = embedder.embed([row["question"]])[0]
+        exact = {ids[i] for i in np.argsort(-(matrix @ v))[:60]}
+        t = time.perf_counter()
+        got = store.chunks.query(query_embeddings=[v.tolist()], n_results=60,
+                                 include=["metadatas", "documents", "distances"])
+        times.append(time.perf_counter() - t)
+        overlap.append(len(exact & set(got["ids"][0])) / 60)
+        r = _recall(_distinct_titles([h.node for h in plain.retrieve(row["question"])]),
+                    row.get("gold_titles", []))
+        if r is not None:
+            recalls.append(r)
+    return {"ef_search": ef, "chunks": len(ids), "overlap@60": round(float(np.mean(overlap)), 3),
+            "query_ms": summary_ms(times), "dense_recall@10": round(float(np.mean(recalls)), 4)}
+
+
+def hnsw_rows(store_dir: Path, n_questions: int | None) -> list[dict[str, Any]]:
+    """ef_search before (Chroma's default, 100) and after (the setting), each in a fresh process:
+    a process that has the index loaded keeps its old search breadth."""
+    import subprocess
+
+    from assistant.store import PaperStore
+
+    wanted = make_settings(store_dir).hnsw_ef_search
+    probes = {}
+    for ef in (100, wanted):
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+                "from bench.changes import make_settings; from assistant.store import PaperStore; "
+                "s = PaperStore(make_settings(Path(sys.argv[2]))); "
+                "s.chunks.modify(configuration={'hnsw': {'ef_search': int(sys.argv[3])}})")
+        subprocess.run([sys.executable, "-c", code, str(ROOT), str(store_dir), str(ef)], check=True)
+        out = subprocess.run([sys.executable, __file__, "--hnsw-probe", str(store_dir),
+                              "--questions", str(n_questions or 0)],
+                             check=True, capture_output=True, text=True)
+        probes[ef] = json.loads(out.stdout.strip().splitlines()[-1])
+    PaperStore(make_settings(store_dir)).tune_index()  # leave the store as the settings want it
+    b, a = probes[100], probes[wanted]
+    return [{
+        "change": f"HNSW ef_search {b['ef_search']} -> {a['ef_search']}",
+        "measure": f"dense top-60 query ({a['chunks']:,} chunks)",
+        "before": f"{b['query_ms']['p50']} / {b['query_ms']['p95']} ms",
+        "after": f"{a['query_ms']['p50']} / {a['query_ms']['p95']} ms",
+        "before_ms": b["query_ms"], "after_ms": a["query_ms"],
+        "note": f"exact neighbours found {b['overlap@60']} -> {a['overlap@60']}; dense-only "
+                f"Recall@10 {b['dense_recall@10']} -> {a['dense_recall@10']}",
+        "probes": probes,
+    }]
+
+
 def run(work: Path, n_questions: int | None) -> dict[str, Any]:
     info = machine()  # first: the run itself changes torch's thread count
     questions = load_dev_questions(n_questions)
@@ -276,6 +344,7 @@ def run(work: Path, n_questions: int | None) -> dict[str, Any]:
     if (scale / "chroma.sqlite3").exists():
         log("changes: scaled store")
         rows += measure_store(scale, questions, "scale")
+        rows += hnsw_rows(scale, None)
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": info,
             "questions": len(questions), "changes": rows}
 
@@ -284,7 +353,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench")
     parser.add_argument("--questions", type=int, default=30)
+    parser.add_argument("--hnsw-probe", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.hnsw_probe:
+        print(json.dumps(hnsw_probe(args.hnsw_probe, args.questions or None)))
+        return
     result = run(args.work, args.questions)
     write_result("changes", result)
     for item in result["changes"]:

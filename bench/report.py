@@ -186,6 +186,7 @@ def app_section(r: dict[str, Any]) -> list[str]:
     rows = [[f"{s['papers']:,}", s["app"]["ready_s"], s["engine_load_s"], s["app"]["rss_ready_mb"],
              s["app"]["peak_rss_mb"], s["disk_mb"],
              f"{s['app']['api_answer_ms']['p50']}"] for s in sizes]
+    parts = [k for k in (sizes[-1].get("load_breakdown_s") or {})]
     out = [
         "`python app.py` launched in a subprocess on an existing store; *ready* is the first `GET /` "
         "that returns the page. Memory is the app process's resident set, after start and at its peak "
@@ -195,6 +196,11 @@ def app_section(r: dict[str, Any]) -> list[str]:
         *_table(["papers", "ready (s)", "index load (s)", "RSS ready (MB)", "peak RSS (MB)",
                  "store on disk (MB)", "API answer p50 (ms)"], rows),
     ]
+    if parts:
+        out += ["", "The index load, part by part (seconds, each rebuilt once on its own):", "",
+                *_table(["papers", *parts],
+                        [[f"{s['papers']:,}", *[(s.get("load_breakdown_s") or {}).get(k) for k in parts]]
+                         for s in sizes])]
     return out
 
 

@@ -84,6 +84,7 @@ def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, An
         "disk_mb": mb(du(store_dir)),
         "build": build,
     }
+    row["load_breakdown_s"] = load_breakdown(engine)
     row["latency"] = latency.measure(engine, questions, label=f"{row['papers']} papers",
                                      warmup=warmup_questions(10 if len(questions) < 50 else 30))
     del engine
@@ -93,6 +94,30 @@ def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, An
     row["app"] = app_bench.run_app(store_dir, app_questions,
                                    log_path=work / f"app-{n_synthetic}.log")
     return row
+
+
+def load_breakdown(engine: Any) -> dict[str, float]:
+    """What the engine's in-memory indexes cost to build, each rebuilt once on its own."""
+    from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
+    from assistant.titles import TitleIndex
+
+    s = engine.settings
+    out: dict[str, float] = {}
+    t = time.perf_counter()
+    bm25 = load_bm25(engine.store, s.bm25_dir, s.bm25_candidates)
+    out["bm25_load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    records = engine.store.all_papers()
+    out["read_papers"] = time.perf_counter() - t
+    t = time.perf_counter()
+    TitleIndex({r.id: r.title for r in records}, {r.id: f"{r.title}\n{r.abstract}" for r in records},
+               s.alias_max_mention_share)
+    out["title_index"] = time.perf_counter() - t
+    t = time.perf_counter()
+    VerbatimIndex.from_bm25(bm25)
+    Vocabulary(bm25)
+    out["verbatim_index_and_vocabulary"] = time.perf_counter() - t
+    return {k: round(v, 2) for k, v in out.items()}
 
 
 def measure_warmup(store_dir: Path) -> dict[str, Any]:

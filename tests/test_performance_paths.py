@@ -173,3 +173,13 @@ def test_verbatim_sub_queries_match_the_per_spelling_chroma_reads(hash_corpus: S
             new_found, old_found = r._verbatim(terms, v), old(terms, v)
             assert list(new_found) == list(old_found), q
             assert all(abs(new_found[c][1] - old_found[c][1]) < 1e-6 for c in new_found)
+
+
+def test_ingest_brings_the_index_search_breadth_to_the_setting(tmp_path: Path) -> None:
+    old = make_settings(tmp_path / "store", embed_backend="hash", hnsw_ef_search=100)
+    assert PaperStore(old).chunks.configuration["hnsw"]["ef_search"] == 100
+    new = old.model_copy(update={"hnsw_ef_search": 700})
+    ingest(new, [BUNDLED_CORPUS], progress=False)
+    store = PaperStore(new)
+    fresh = store.client.get_collection(store.chunks.name, embedding_function=None)
+    assert fresh.configuration["hnsw"]["ef_search"] == 700
