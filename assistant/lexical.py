@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from llama_index.core.schema import TextNode
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from llama_index.retrievers.bm25 import BM25Retriever
 
 from assistant.store import PaperStore
@@ -73,8 +75,10 @@ def _stamp(store: PaperStore) -> dict[str, int | str]:
     digest = hashlib.sha1()
     for pid, paper_hash in sorted(store.paper_hashes().items()):
         digest.update(f"{pid}:{paper_hash}\n".encode())
+    # A local store's index lives inside it: the path it was opened by (relative, absolute, a
+    # copy elsewhere) says nothing about freshness, and a mismatch would force a rebuild.
     return {"generation": store.generation, "chunks": store.count_chunks(),
-            "papers": digest.hexdigest()[:16], "store": store.label}
+            "papers": digest.hexdigest()[:16], "store": store.settings.chroma_url or "local"}
 
 
 def build_bm25(store: PaperStore, top_k: int) -> BM25Retriever | None:
@@ -152,8 +156,11 @@ class VerbatimIndex:
     among every chunk about medical images. Built from the BM25 corpus already in memory (same
     chunks, same order), so it is as fresh as BM25 is."""
 
-    def __init__(self, ids: list[str], texts: list[str]) -> None:
+    def __init__(self, ids: list[str], texts: list[str], entries: list[dict] | None = None) -> None:
         self.ids = ids
+        self.position = {cid: i for i, cid in enumerate(ids)}
+        # BM25's node records (the same chunks): nodes for the hits without reading Chroma.
+        self.entries = entries
         self._texts = [t.encode("utf-8") for t in texts]
         vocab: dict[str, int] = {}
         per_chunk = []
@@ -180,12 +187,31 @@ class VerbatimIndex:
             try:
                 text = json.loads(entry["_node_content"])["text"]
             except (KeyError, TypeError, ValueError):
-                from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
                 text = metadata_dict_to_node(entry).get_content()
             ids.append(str(entry["node_id"]))
             texts.append(str(text))
-        return cls(ids, texts)
+        return cls(ids, texts, retriever.corpus)
+
+    def node(self, chunk_id: str) -> TextNode | None:
+        """The chunk as a llama-index node, from memory; None where the index has no record."""
+        i = self.position.get(chunk_id)
+        if i is None or self.entries is None:
+            return None
+        node = metadata_dict_to_node(self.entries[i], text=self._texts[i].decode("utf-8"))
+        return node if isinstance(node, TextNode) else None
+
+    def papers(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Paper id -> title, and paper id -> title and chunk texts, from the chunks' metadata:
+        what the title index needs, without reading every paper record from the store."""
+        titles: dict[str, str] = {}
+        parts: dict[str, list[str]] = {}
+        for i, entry in enumerate(self.entries or ()):
+            pid = str(entry.get("paper_id", ""))
+            if pid not in titles:
+                titles[pid] = str(entry.get("title", ""))
+                parts[pid] = [titles[pid]]
+            parts[pid].append(self._texts[i].decode("utf-8"))
+        return titles, {pid: "\n".join(p) for pid, p in parts.items()}
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -17,7 +17,6 @@ import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 from llama_index.core import VectorStoreIndex
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from assistant.chunks import chunk_id as make_chunk_id
 from assistant.embedding import Embedder, LlamaIndexEmbedding
@@ -217,13 +216,13 @@ class HybridRetriever:
             )
             self.dense = index.as_retriever(similarity_top_k=self.settings.dense_candidates)
             self.bm25 = load_bm25(self.store, self.settings.bm25_dir, self.settings.bm25_candidates)
-            records = self.store.all_papers()
-            self.titles = TitleIndex({r.id: r.title for r in records},
-                                     {r.id: f"{r.title}\n{r.abstract}" for r in records},
-                                     self.settings.alias_max_mention_share)
             self.vocabulary = Vocabulary(self.bm25)
             # In memory, so that no question scans the collection: verbatim search, chunk count.
             self.verbatim = VerbatimIndex.from_bm25(self.bm25)
+            # Titles and texts from the chunks BM25 holds: reading every paper record from the
+            # store instead costs seconds per 100k papers.
+            titles, texts = self.verbatim.papers()
+            self.titles = TitleIndex(titles, texts, self.settings.alias_max_mention_share)
             self.chunk_count = self.store.count_chunks()
             self._names: dict[tuple[str, float], list[EntityMatch]] = {}
             self.generation = self.store.generation
@@ -342,11 +341,15 @@ class HybridRetriever:
         wanted = list(dict.fromkeys(cid for ids in kept for cid in ids))
         if not wanted:
             return {}
-        # One read by id for every term's chunks (the index found them; Chroma holds the vectors).
-        got = self.store.chunks.get(ids=wanted, include=["documents", "metadatas", "embeddings"])
+        # One read by id for every term's chunks, of their vectors alone: the nodes come from the
+        # index's memory (reading documents and metadata too takes three times as long).
+        got = self.store.chunks.get(ids=wanted, include=["embeddings"])
         sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector if got["ids"] else []
-        records = {cid: (metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i]),
-                         float(sims[i])) for i, cid in enumerate(got["ids"])}
+        records = {}
+        for i, cid in enumerate(got["ids"]):
+            node = self.verbatim.node(cid)
+            if node is not None:
+                records[cid] = (node, float(sims[i]))
         return {cid: records[cid] for ids in kept for cid in ids if cid in records}
 
     def _bm25(self, bundle: QueryBundle) -> list[NodeWithScore]:

@@ -9,13 +9,17 @@ near misses ("Segmamba", "MedVit", "SwinSMT").
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 from assistant.corpus import normalize_title
 
+ATOM = re.compile(r"[A-Za-z0-9+]+")  # what an alias pattern's word boundaries delimit
+SEPARATORS = re.compile(r"[\s\-_./]*")  # what may stand between the parts of an alias
 TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-+&.]*[A-Za-z0-9+]|[A-Za-z0-9]")
 # Words that look like names in titles but name no single system.
 GENERIC = {
@@ -61,8 +65,15 @@ def _alias_pattern(alias: str) -> re.Pattern[str]:
 def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
     """How many papers mention each compacted word of `wanted` (word-bounded, any case)."""
     counts: dict[str, int] = defaultdict(int)
+    compact: dict[str, str] = {}  # most tokens recur across papers: compact each spelling once
     for text in texts.values():
-        for word in {_compact(t) for t in TOKEN.findall(text)} & wanted:
+        words = set()
+        for token in set(TOKEN.findall(text)):
+            word = compact.get(token)
+            if word is None:
+                word = compact[token] = _compact(token)
+            words.add(word)
+        for word in words & wanted:
             counts[word] += 1
     return counts
 
@@ -87,10 +98,26 @@ class TitleIndex:
             and mentions.get(_compact(a), 0) <= limit
         }
         self._by_compact: dict[str, set[str]] = defaultdict(set)
+        self._aliases_by_compact: dict[str, list[str]] = defaultdict(list)
         for alias, ids in self.aliases.items():
             self._by_compact[_compact(alias)].update(ids)
-        self._patterns = {alias: _alias_pattern(alias) for alias in self.aliases}
-        self._normalized_titles = {pid: normalize_title(t) for pid, t in self.titles.items()}
+            self._aliases_by_compact[_compact(alias)].append(alias)
+        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._max_atoms = max((len(ATOM.findall(a)) for a in self.aliases), default=0)
+        # Near-miss candidates share three letters in a row, or the first or last two (see _near).
+        self._grams: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for key in self._by_compact:
+            for gram in _grams(key):
+                self._grams[(gram, len(key))].append(key)
+        # Whole titles, found by their first two words: a question is checked against the few
+        # titles that start with a pair of its words, not against every title.
+        self._normalized_titles: dict[str, str] = {}
+        self._title_starts: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for pid, title in self.titles.items():
+            ntitle = normalize_title(title)
+            if len(ntitle) > 20:
+                self._normalized_titles[pid] = ntitle
+                self._title_starts[tuple(ntitle.split()[:2])].append(pid)
 
     @staticmethod
     def _aliases(title: str) -> set[str]:
@@ -105,26 +132,30 @@ class TitleIndex:
         return {a for a in found if len(_compact(a)) >= 3}
 
     def resolve(self, question: str, threshold: float = 0.88) -> list[EntityMatch]:
-        """Papers the question names, in the order the names appear."""
+        """Papers the question names, in the order the names appear.
+
+        Each step looks up the question's own words in dictionaries built from the titles, so its
+        cost follows the question's length, not the corpus size."""
         matches: dict[str, EntityMatch] = {}
         positions: dict[str, int] = {}
         norm_q = f" {normalize_title(question)} "
         # 1. a whole title quoted or pasted into the question
-        for pid, ntitle in self._normalized_titles.items():
-            if len(ntitle) > 20 and f" {ntitle} " in norm_q:
-                matches[pid] = EntityMatch(self.titles[pid], pid, self.titles[pid], True)
-                # positions are offsets in the question as written
-                positions[pid] = norm_q.index(ntitle) * len(question) // max(len(norm_q), 1)
+        words = norm_q.split()
+        starts = [*((w,) for w in words), *pairwise(words)]  # a title's first word, or two
+        for start in dict.fromkeys(starts):
+            for pid in self._title_starts.get(start, ()):
+                ntitle = self._normalized_titles[pid]
+                if pid not in matches and f" {ntitle} " in norm_q:
+                    matches[pid] = EntityMatch(self.titles[pid], pid, self.titles[pid], True)
+                    # positions are offsets in the question as written
+                    positions[pid] = norm_q.index(ntitle) * len(question) // max(len(norm_q), 1)
         # 2. exact aliases in any case, word-bounded, with or without separators between their
         # parts ("Swin SMT", "SwinSMT", "Swin-SMT"); "ChatCAD" is not found inside "ChatCAD+"
-        for alias, ids in self.aliases.items():
-            found = self._patterns[alias].search(question)
-            pos = found.start() if found else -1
-            if pos >= 0:
-                for pid in ids:
-                    if pid not in matches:
-                        matches[pid] = EntityMatch(alias, pid, self.titles[pid], True)
-                        positions[pid] = pos
+        for pos, alias in self._alias_spans(question):
+            for pid in sorted(self.aliases[alias]):
+                if pid not in matches:
+                    matches[pid] = EntityMatch(alias, pid, self.titles[pid], True)
+                    positions[pid] = pos
         # 3. near misses of name-like words in the question
         for match in TOKEN.finditer(question):
             word = match.group(0)
@@ -136,11 +167,54 @@ class TitleIndex:
             if cw in self._by_compact:
                 candidates = [(1.0, cw)]
             else:
-                close = difflib.get_close_matches(cw, self._by_compact.keys(), n=2, cutoff=threshold)
+                close = difflib.get_close_matches(cw, self._near(cw, threshold), n=2, cutoff=threshold)
                 candidates = [(difflib.SequenceMatcher(None, cw, c).ratio(), c) for c in close]
             for _ratio, key in candidates[:1]:
-                for pid in self._by_compact[key]:
+                for pid in sorted(self._by_compact[key]):
                     if pid not in matches:
                         matches[pid] = EntityMatch(word, pid, self.titles[pid], key == cw)
                         positions[pid] = len(question[: match.start()])
         return sorted(matches.values(), key=lambda m: positions[m.paper_id])
+
+    def _alias_spans(self, question: str) -> list[tuple[int, str]]:
+        """(offset, alias) for every alias written in the question. A match of an alias's pattern
+        starts and ends at the edges of runs of letters, digits and "+" ("atoms") and has only
+        separators between them, so every such span of up to `_max_atoms` atoms is looked up by
+        its compact form and confirmed with the pattern."""
+        atoms = list(ATOM.finditer(question))
+        found: list[tuple[int, str]] = []
+        for i, first in enumerate(atoms):
+            key = ""
+            for j in range(i, min(i + self._max_atoms, len(atoms))):
+                if j > i and not SEPARATORS.fullmatch(question, atoms[j - 1].end(), atoms[j].start()):
+                    break
+                key += atoms[j].group(0).lower()
+                for alias in self._aliases_by_compact.get(key, ()):
+                    pattern = self._patterns.get(alias)
+                    if pattern is None:
+                        pattern = self._patterns[alias] = _alias_pattern(alias)
+                    if pattern.fullmatch(question, first.start(), atoms[j].end()):
+                        found.append((first.start(), alias))
+        return found
+
+    def _near(self, key: str, threshold: float) -> list[str]:
+        """Names that can be within `threshold` (difflib's ratio) of `key`: of a length the ratio
+        allows, and sharing three letters in a row or the first or last two with it. A name as
+        close as the threshold asks shares them in practice (one edit in a name of five letters
+        leaves both ends or a triple intact); looking them up costs time per question, where
+        comparing with every name cost time per name in the corpus."""
+        n = len(key)
+        # The ratio is 2 * matches / (n + length) and matches <= the shorter length; the epsilon
+        # keeps a bound that is exact in decimals (6 * 1.2 / 0.8 = 9) from rounding down.
+        lo = math.ceil(n * threshold / (2 - threshold) - 1e-9)
+        hi = math.floor(n * (2 - threshold) / threshold + 1e-9) if threshold > 0 else 4 * n
+        out: dict[str, None] = {}
+        for length in range(lo, hi + 1):
+            for gram in _grams(key):
+                out.update(dict.fromkeys(self._grams.get((gram, length), ())))
+        return list(out)
+
+
+def _grams(key: str) -> set[str]:
+    """The three-letter runs of a compact name, and its first and last two letters marked."""
+    return {key[i:i + 3] for i in range(len(key) - 2)} | {"^" + key[:2], "$" + key[-2:]}

@@ -5,6 +5,7 @@ embedding. No timing is asserted here (speed is measured by bench/)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from conftest import make_settings
 
 from assistant.citations import SentenceVectors, split_sentences
+from assistant.corpus import load_papers, normalize_title
 from assistant.embedding import HashEmbedder
 from assistant.engine import SENTENCE_CACHE, Engine
 from assistant.ingest import ingest
@@ -20,6 +22,7 @@ from assistant.lexical import VerbatimIndex, load_bm25
 from assistant.retrieval import case_variants, key_phrases, literal_terms, term_variants
 from assistant.settings import BUNDLED_CORPUS, Settings
 from assistant.store import PaperStore
+from assistant.titles import GENERIC, TOKEN, TitleIndex, _alias_pattern, _compact, is_namelike
 
 DATA = Path(__file__).parent / "data"
 
@@ -183,3 +186,77 @@ def test_ingest_brings_the_index_search_breadth_to_the_setting(tmp_path: Path) -
     store = PaperStore(new)
     fresh = store.client.get_collection(store.chunks.name, embedding_function=None)
     assert fresh.configuration["hnsw"]["ef_search"] == 700
+
+
+def _resolve_by_scanning(index: TitleIndex, question: str, threshold: float) -> set[tuple[str, bool]]:
+    """What TitleIndex.resolve did before it looked names up: every alias's pattern searched in the
+    question, every name compared with difflib."""
+    found: dict[str, bool] = {}
+    norm_q = f" {normalize_title(question)} "
+    for pid, title in index.titles.items():
+        ntitle = normalize_title(title)
+        if len(ntitle) > 20 and f" {ntitle} " in norm_q:
+            found.setdefault(pid, True)
+    for alias, ids in index.aliases.items():
+        if _alias_pattern(alias).search(question):
+            for pid in ids:
+                found.setdefault(pid, True)
+    for match in TOKEN.finditer(question):
+        word = match.group(0)
+        cw = _compact(word)
+        if len(cw) < 5 or normalize_title(word) in GENERIC:
+            continue
+        if not is_namelike(word) and not word[0].isupper():
+            continue
+        keys = [cw] if cw in index._by_compact else difflib.get_close_matches(
+            cw, index._by_compact.keys(), n=1, cutoff=threshold)
+        for key in keys:
+            for pid in index._by_compact[key]:
+                found.setdefault(pid, key == cw)
+    return set(found.items())
+
+
+def test_name_lookup_finds_what_scanning_every_title_finds() -> None:
+    """The dictionary lookups of TitleIndex.resolve against a scan of every alias and name, on the
+    dev questions and on each real title's names written with typos, other case and separators."""
+    import random
+
+    records = load_papers([BUNDLED_CORPUS]).papers
+    index = TitleIndex({p.id: p.title for p in records},
+                       {p.id: f"{p.title}\n{p.abstract}" for p in records})
+    rng = random.Random(7)
+    questions = [json.loads(line)["question"]
+                 for line in (DATA / "dev_questions.jsonl").read_text().splitlines() if line.strip()]
+    for alias in sorted(index.aliases):
+        cut = rng.randrange(len(alias))
+        doubled = rng.randrange(len(alias))
+        questions += [f"What does {alias} do?", f"compare {alias.lower()} with {alias.upper()}!",
+                      f"Is {alias.replace(' ', '-')} good", f"About {alias[:cut] + alias[cut + 1:]}.",
+                      f"({alias[:doubled] + alias[doubled] + alias[doubled:]}) and x"]
+    questions += [f'Summarise "{p.title}" please' for p in records[:20]]
+    for q in questions:
+        for threshold in (0.88, 0.8):
+            got = {(m.paper_id, m.exact) for m in index.resolve(q, threshold)}
+            assert got == _resolve_by_scanning(index, q, threshold), q
+
+
+def test_a_copied_local_store_keeps_its_bm25_index(hash_corpus: Settings, tmp_path: Path) -> None:
+    """The BM25 stamp of a local store does not name its path: a copy (or the same store opened by
+    another path) uses the saved index instead of rebuilding it."""
+    import shutil
+
+    from assistant.lexical import bm25_is_fresh
+
+    copy = tmp_path / "copy"
+    shutil.copytree(hash_corpus.store_dir, copy, ignore=shutil.ignore_patterns(".ingest.lock"))
+    settings = hash_corpus.model_copy(update={"store_dir": copy})
+    assert bm25_is_fresh(PaperStore(settings), settings.bm25_dir)
+
+
+def test_titles_from_the_chunks_match_the_paper_records(hash_corpus: Settings) -> None:
+    engine = Engine(hash_corpus)
+    records = engine.store.all_papers()
+    titles, texts = engine.retriever.verbatim.papers()
+    assert titles == {r.id: r.title for r in records}
+    for r in records:  # every word of the abstract is in the chunks' text
+        assert set(r.abstract.split()) <= set(texts[r.id].split()), r.title
