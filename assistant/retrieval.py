@@ -328,16 +328,24 @@ class HybridRetriever:
                   ) -> dict[str, tuple[TextNode, float]]:
         """Chunks containing any spelling of each term, with their similarity to the question. A
         term found in more than `verbatim_max_paper_share` of the papers ("CNN", "medical image")
-        tells papers apart too little and is left out."""
+        or in more than `literal_candidates` chunks tells papers apart too little and is left
+        out."""
         most = max(1, int(self.settings.verbatim_max_paper_share * len(self.titles.titles)))
+        limit = self.settings.literal_candidates
         kept: list[dict[str, None]] = []
         for spellings in terms:
-            ids = dict.fromkeys(cid for spelling in spellings
-                                for cid in self.verbatim.contains(spelling,
-                                                                  self.settings.literal_candidates))
+            found = [self.verbatim.contains(spelling, limit + 1) for spelling in spellings]
+            ids = dict.fromkeys(cid for f in found for cid in f)
             # A chunk's id is "<paper id>-<index>" (chunks.chunk_id).
-            if ids and len({cid.rsplit("-", 1)[0] for cid in ids}) <= most:
-                kept.append(ids)
+            if not ids or len({cid.rsplit("-", 1)[0] for cid in ids}) > most:
+                continue
+            if any(len(f) > limit for f in found):
+                # More chunks than we fetch: the first `limit` would be the oldest in the store,
+                # not the best, so the term ranks nothing, as a common one. (Ranking only the
+                # chunks dense and BM25 found by it measured worse: Recall@10 0.86 against 0.90
+                # at 100k papers.)
+                continue
+            kept.append(ids)
         wanted = list(dict.fromkeys(cid for ids in kept for cid in ids))
         if not wanted:
             return {}

@@ -117,7 +117,8 @@ class Settings(BaseSettings):
         2.0, ge=0, description="Fusion weight of the verbatim-term ranking (dense and BM25: 1)."
     )
     literal_candidates: int = Field(
-        100, ge=1, description="Chunks fetched per verbatim term."
+        100, ge=1, description="Chunks fetched per verbatim term; a term found in more chunks "
+        "than this is too common to rank by and is not searched."
     )
     entity_match_threshold: float = Field(
         0.88, ge=0, le=1, description="Fuzzy-match ratio needed to resolve a name to a title."

@@ -260,3 +260,17 @@ def test_titles_from_the_chunks_match_the_paper_records(hash_corpus: Settings) -
     assert titles == {r.id: r.title for r in records}
     for r in records:  # every word of the abstract is in the chunks' text
         assert set(r.abstract.split()) <= set(texts[r.id].split()), r.title
+
+
+def test_a_term_in_more_chunks_than_are_fetched_ranks_nothing(hash_corpus: Settings) -> None:
+    """Fetching the first `literal_candidates` chunks of a common term would favour the papers
+    ingested first; such a term is left out instead, and a rarer one still counts."""
+    settings = hash_corpus.model_copy(update={"literal_candidates": 3, "verbatim_max_paper_share": 1.0})
+    engine = Engine(settings)
+    r = engine.retriever
+    v = engine.embedder.embed(["segment anything"])[0]
+    assert len(r.verbatim.contains("Segment Anything", 100)) > 3
+    assert r._verbatim([["Segment Anything"]], v) == {}
+    rare = r.verbatim.contains("SegMamba", 100)
+    assert 0 < len(rare) <= 3
+    assert list(r._verbatim([["SegMamba"]], v)) == rare
