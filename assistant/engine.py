@@ -278,7 +278,7 @@ class Engine:
                         standalone_question=standalone)
         if not result.covered or not sources:
             answer.abstained = True
-            answer.answer = self._abstain_text(sources)
+            answer.answer = self._abstain_text(sources, result.unknown_condition)
             answer.seconds = time.perf_counter() - started
             yield answer.answer
             yield answer
@@ -358,11 +358,13 @@ class Engine:
         answer.answer = body + source_list(report.citations)
         return answer.answer
 
-    def _abstain_text(self, sources: list[SourceDoc]) -> str:
+    def _abstain_text(self, sources: list[SourceDoc], unknown_condition: str | None = None) -> str:
         total = self.store.count_papers()
         nearest = "\n".join(f"- {inert_text(s.title)}" for s in sources[:3])
         text = (f"The collection ({total} papers) does not seem to cover this question, so I won't "
                 "answer it from the abstracts.")
+        if unknown_condition:
+            text += f" None of its papers mentions {inert_text(unknown_condition)}."
         if nearest:
             text += f"\n\nThe nearest papers, in case they help:\n{nearest}"
         return text

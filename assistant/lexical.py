@@ -57,16 +57,27 @@ class Vocabulary:
                 prefixes.append(w[:PREFIX])
         return prefixes
 
+    def knows(self, word: str) -> bool:
+        """Whether the corpus has the (lower-case) word, another form of it, or a longer word's
+        stem-resistant variant ("echocardiography" when it says "echocardiogram")."""
+        return self._stem.stemWord(word) in self.terms or (
+            len(word) >= PREFIX + 2 and word[:PREFIX] in self._prefixes)
+
     def unknown_share(self, text: str) -> float:
         words = [w for w in WORD.findall(text.lower()) if w not in self._stop]
         if not words:
             return 1.0
-        unknown = [
-            w for w in words
-            if self._stem.stemWord(w) not in self.terms
-            and not (len(w) >= PREFIX + 2 and w[:PREFIX] in self._prefixes)
-        ]
+        unknown = [w for w in words if not self.knows(w)]
         return len(unknown) / len(words)
+
+    def unknown_name(self, names: list[tuple[str, ...]]) -> tuple[str, ...] | None:
+        """The first of `names` (lower-case word tuples) with a word the corpus never uses; stop
+        words, digits and single letters ("Parkinson's" gives "s") are not checked."""
+        for name in names:
+            if any(len(w) > 1 and not w.isdigit() and w not in self._stop and not self.knows(w)
+                   for w in name):
+                return name
+        return None
 
 
 def _stamp(store: PaperStore) -> dict[str, int | str]:

@@ -19,6 +19,7 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from assistant.chunks import chunk_id as make_chunk_id
+from assistant.conditions import default_lexicon
 from assistant.embedding import Embedder, LlamaIndexEmbedding
 from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
 from assistant.settings import Settings
@@ -75,6 +76,7 @@ class RetrievalResult:
     best_similarity: float
     entities: list[EntityMatch] = field(default_factory=list)
     query_vector: np.ndarray | None = None
+    unknown_condition: str | None = None  # a disease the question names and the corpus never does
 
 
 def classify(question: str, n_entities: int) -> QuestionKind:
@@ -298,8 +300,19 @@ class HybridRetriever:
         n_named = sum(1 for h in ranked if h.named)
         ranked = ranked[: max(k, n_named)]
         best = max(similarity.values(), default=0.0)
-        covered = bool(named_ids) or self._covered(question, best)
-        return RetrievalResult(question, kind, ranked, covered, best, entities, query_vector)
+        unknown = None if named_ids else self.unknown_condition(question)
+        covered = bool(named_ids) or (unknown is None and self._covered(question, best))
+        return RetrievalResult(question, kind, ranked, covered, best, entities, query_vector,
+                               unknown_condition=unknown)
+
+    def unknown_condition(self, question: str) -> str | None:
+        """A disease the question names and no paper's words spell ("tuberculosis"): the corpus
+        cannot be about the question, however close its setting (chest X-rays) looks."""
+        if not self.settings.abstain_on_unknown_condition:
+            return None
+        lexicon = default_lexicon()
+        name = self.vocabulary.unknown_name(lexicon.mentioned(question))
+        return lexicon.names[name] if name else None
 
     def _covered(self, question: str, best: float) -> bool:
         """Whether the corpus is about the question at all: a confident dense match, or a

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         description="Best dense similarity at or above which the corpus covers the question; "
         "between the two thresholds the question's vocabulary decides.",
     )
+    abstain_on_unknown_condition: bool = Field(
+        True,
+        description="Abstain when the question names a disease (a Disease Ontology name, "
+        "data/disease-names.txt) that no word of the corpus spells, however similar the rest of "
+        "the question is to some papers; a question naming a paper is always answered.",
+    )
     abstain_max_unknown_share: float = Field(
         0.10,
         ge=0,

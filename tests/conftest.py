@@ -19,18 +19,11 @@ for var in [v for v in os.environ if v.startswith("ASSISTANT_")]:
 
 DATA = Path(__file__).parent / "data"
 
-# Unanswerable questions the retriever still takes as covered: a disease or condition the corpus never
-# names, asked in a setting it knows well (chest X-rays, ECGs, wearable sensors, LLM chatbots). No
-# signal tried so far tells them from answerable paraphrases with words the papers do not use (see
-# docs/RETRIEVAL.md, "What remains weak"). The first two are held-out, the others dev questions
-# written to measure the weakness.
+# Unanswerable questions the retriever still takes as covered: a condition the corpus never names,
+# asked in a setting it knows well (LLM chatbots), that the Disease Ontology's names do not include
+# ("depression" is "major depressive disorder" there), so the unknown-disease signal cannot see it
+# (see docs/RETRIEVAL.md, "What remains weak").
 KNOWN_MISSED_ABSTENTIONS = {
-    "Which deep learning model detects tuberculosis on chest X-rays, and what sensitivity does it "
-    "report?",
-    "Which study uses wearable sensors to forecast asthma attacks?",
-    "Which convolutional network detects pneumonia on chest radiographs of children, and what AUC "
-    "does it report?",
-    "Which transformer predicts atrial fibrillation from single-lead ECG recordings?",
     "Which LLM chatbot offers counselling to patients with depression, and how did clinicians rate "
     "it?",
 }

@@ -99,6 +99,36 @@ def test_unanswerable_questions_abstain(runs, question):
     assert not runs[question].covered, [h.title for h in runs[question].papers[:3]]
 
 
+# --- a disease the corpus never mentions ---------------------------------------------------------
+
+def test_a_disease_no_paper_mentions_abstains_and_the_answer_says_which(engine):
+    question = "Which network finds leprosy lesions in skin photographs, and how accurate is it?"
+    result = engine.search(question, k=10)
+    assert result.unknown_condition == "leprosy" and not result.covered
+    answer = engine.ask(question)
+    assert answer.abstained and "None of its papers mentions leprosy." in answer.answer
+
+
+def test_a_disease_the_corpus_mentions_is_no_reason_to_abstain(engine):
+    for question in ("Which papers grade knee osteoarthritis on radiographs?",
+                     "Which work detects breast cancer in mammograms?"):
+        result = engine.search(question, k=10)
+        assert result.unknown_condition is None and result.covered, question
+
+
+def test_a_named_paper_is_answered_whatever_disease_the_question_adds(engine):
+    result = engine.search("Could SegMamba segment tuberculosis lesions?", k=10)
+    assert result.covered and result.unknown_condition is None
+    assert "SegMamba" in result.papers[0].title
+
+
+def test_the_unknown_disease_signal_is_a_setting(engine, monkeypatch):
+    question = "Which network finds leprosy lesions in skin photographs?"
+    settings = engine.retriever.settings.model_copy(update={"abstain_on_unknown_condition": False})
+    monkeypatch.setattr(engine.retriever, "settings", settings)
+    assert engine.retriever.unknown_condition(question) is None
+
+
 # --- named papers -------------------------------------------------------------------------------
 
 PAIRS = [

@@ -162,3 +162,27 @@ def test_rrf_weights_and_constant():
     # A smaller k favours the top ranks more.
     assert rrf([["a", "b"]], k=1)["a"] / rrf([["a", "b"]], k=1)["b"] > \
         rrf([["a", "b"]], k=100)["a"] / rrf([["a", "b"]], k=100)["b"]
+
+
+# --- disease names (conditions.py) ------------------------------------------------------------------
+
+def test_disease_names_are_found_longest_first_in_any_case():
+    from assistant.conditions import ConditionLexicon
+
+    lexicon = ConditionLexicon(["asthma", "allergic asthma", "Parkinson's disease", "CLL", "disease"])
+    assert lexicon.mentioned("Does ALLERGIC asthma differ from asthma?") == [
+        ("allergic", "asthma"), ("asthma",)]
+    assert lexicon.mentioned("Parkinson's disease from voice") == [("parkinson", "s", "disease")]
+    assert lexicon.names[("parkinson", "s", "disease")] == "Parkinson's disease"
+    assert lexicon.mentioned("CLL cells") == []  # too short to trust
+    assert lexicon.mentioned("asthmatic children") == []  # whole words only
+
+
+def test_the_bundled_disease_list_loads_with_its_source_noted():
+    from assistant.conditions import DISEASE_NAMES, default_lexicon
+
+    assert DISEASE_NAMES.read_text(encoding="utf-8").startswith("# Disease Ontology")
+    lexicon = default_lexicon()
+    assert len(lexicon.names) > 10_000
+    assert ("tuberculosis",) in lexicon.names and ("atrial", "fibrillation") in lexicon.names
+    assert not any(name[0].startswith("obsolete") for name in lexicon.names)
