@@ -219,6 +219,8 @@ class HybridRetriever:
             self.dense = index.as_retriever(similarity_top_k=self.settings.dense_candidates)
             self.bm25 = load_bm25(self.store, self.settings.bm25_dir, self.settings.bm25_candidates)
             self.vocabulary = Vocabulary(self.bm25)
+            if self.settings.abstain_on_unknown_condition:
+                default_lexicon()  # read once now (~10 ms), not during the first question
             # In memory, so that no question scans the collection: verbatim search, chunk count.
             self.verbatim = VerbatimIndex.from_bm25(self.bm25)
             # Titles and texts from the chunks BM25 holds: reading every paper record from the
