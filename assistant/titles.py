@@ -62,6 +62,14 @@ def _alias_pattern(alias: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9+]){body}(?![A-Za-z0-9+])", re.IGNORECASE)
 
 
+def near_miss_words(question: str) -> list[re.Match[str]]:
+    """The question's words that may be a name written with a typo: name-like or capitalised, and
+    of five letters or more once compacted, generic terms aside."""
+    return [m for m in TOKEN.finditer(question)
+            if len(_compact(m.group(0))) >= 5 and normalize_title(m.group(0)) not in GENERIC
+            and (is_namelike(m.group(0)) or m.group(0)[0].isupper())]
+
+
 def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
     """How many papers mention each compacted word of `wanted` (word-bounded, any case)."""
     counts: dict[str, int] = defaultdict(int)
@@ -157,13 +165,9 @@ class TitleIndex:
                     matches[pid] = EntityMatch(alias, pid, self.titles[pid], True)
                     positions[pid] = pos
         # 3. near misses of name-like words in the question
-        for match in TOKEN.finditer(question):
+        for match in near_miss_words(question):
             word = match.group(0)
             cw = _compact(word)
-            if len(cw) < 5 or normalize_title(word) in GENERIC:
-                continue
-            if not is_namelike(word) and not word[0].isupper():
-                continue
             if cw in self._by_compact:
                 candidates = [(1.0, cw)]
             else:

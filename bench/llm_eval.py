@@ -321,7 +321,9 @@ def main() -> None:
         "argv": shlex.join(_relative(a) for a in sys.argv[1:]), "machine": machine(),
         "load_before": load_before,
         "load_after": os.getloadavg()[0], "engine_start_s": round(started_s, 2),
-        "settings": {k: str(v) for k, v in overrides.items() if k != "openai_api_key"},
+        # The model's file name, not its path: a path names this machine, not the model.
+        "settings": {k: (Path(v).name if k == "local_model" else str(v))
+                     for k, v in overrides.items() if k != "openai_api_key"},
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     s = llm_settings

@@ -22,7 +22,7 @@ from assistant.lexical import VerbatimIndex, load_bm25
 from assistant.retrieval import case_variants, key_phrases, literal_terms, term_variants
 from assistant.settings import BUNDLED_CORPUS, Settings
 from assistant.store import PaperStore
-from assistant.titles import GENERIC, TOKEN, TitleIndex, _alias_pattern, _compact, is_namelike
+from assistant.titles import TitleIndex, _alias_pattern, _compact, near_miss_words
 
 DATA = Path(__file__).parent / "data"
 
@@ -143,29 +143,15 @@ def test_query_embedding_on_one_thread_gives_the_batch_vectors(corpus_store: Set
 def test_verbatim_sub_queries_match_the_per_spelling_chroma_reads(hash_corpus: Settings) -> None:
     """`_verbatim` (index + one read by id) against the code it replaced (a Chroma `$contains`
     read per spelling): the same chunks, in the same order, with the same similarities."""
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not a package dep
+    from bench.changes import _old_verbatim
 
     engine = Engine(hash_corpus)
     r = engine.retriever
 
-    def old(terms: list[list[str]], query_vector: np.ndarray) -> dict:
-        most = max(1, int(r.settings.verbatim_max_paper_share * len(r.titles.titles)))
-        found: dict = {}
-        for spellings in terms:
-            hits: dict = {}
-            for spelling in spellings:
-                got = r.store.chunks.get(where_document={"$contains": spelling},
-                                         limit=r.settings.literal_candidates,
-                                         include=["documents", "metadatas", "embeddings"])
-                if not got["ids"]:
-                    continue
-                sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
-                for i, chunk_id in enumerate(got["ids"]):
-                    node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
-                    hits[chunk_id] = (node, float(sims[i]))
-            if len({node.metadata.get("paper_id") for node, _ in hits.values()}) <= most:
-                found.update(hits)
-        return found
+    old = _old_verbatim(r)  # the Chroma `$contains` path, kept by bench/changes.py
 
     questions = [json.loads(line)["question"]
                  for line in (DATA / "dev_questions.jsonl").read_text().splitlines() if line.strip()]
@@ -201,13 +187,9 @@ def _resolve_by_scanning(index: TitleIndex, question: str, threshold: float) -> 
         if _alias_pattern(alias).search(question):
             for pid in ids:
                 found.setdefault(pid, True)
-    for match in TOKEN.finditer(question):
+    for match in near_miss_words(question):
         word = match.group(0)
         cw = _compact(word)
-        if len(cw) < 5 or normalize_title(word) in GENERIC:
-            continue
-        if not is_namelike(word) and not word[0].isupper():
-            continue
         keys = [cw] if cw in index._by_compact else difflib.get_close_matches(
             cw, index._by_compact.keys(), n=1, cutoff=threshold)
         for key in keys:
