@@ -46,4 +46,4 @@ bench: install-dev
 	$(PY) bench/run.py --quick
 
 clean-store:
-	rm -rf vectorstore/chroma.sqlite3 vectorstore/*-*-*-*-* vectorstore/bm25 vectorstore/.ingest.lock
+	rm -rf vectorstore/chroma.sqlite3 vectorstore/*-*-*-*-* vectorstore/bm25 vectorstore/lexical vectorstore/.ingest.lock

@@ -1,8 +1,11 @@
-"""Ingestion: corpus files -> chunks -> embeddings -> Chroma (+ BM25), idempotent and resumable.
+"""Ingestion: corpus files -> chunks -> embeddings -> Chroma (+ the lexical index), idempotent and
+resumable.
 
 Protocol (see store.py): the store is marked dirty, each batch of papers is written chunks-first,
-paper-record-last, the BM25 index is rebuilt, and the store is marked clean. A run killed anywhere
-leaves papers either complete (record present, hash matching) or incomplete (redone next run).
+paper-record-last (and handed to the lexical index's writer), the store is marked clean, and the
+lexical index commits the papers written with the stamp of the store it now matches. A run killed
+anywhere leaves papers either complete (record present, hash matching) or incomplete (redone next
+run), and an index whose stamp no longer matches the store, which the next ingest rebuilds whole.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from tqdm import tqdm
 from assistant.chunks import chunk_paper, embed_text
 from assistant.corpus import Paper, load_papers
 from assistant.embedding import Embedder, get_embedder
-from assistant.lexical import bm25_is_fresh, build_bm25, persist_bm25
+from assistant.lexical import LexicalIndex, LexicalUpdate, fingerprint, stamp_matches, store_stamp
+from assistant.lexical import rebuild as rebuild_lexical
 from assistant.settings import Settings
 from assistant.store import PaperStore, ingest_lock, wipe_local_store
 
@@ -103,19 +107,42 @@ def ingest(
             # model load) and before the first write (a model that fails to load changes nothing).
             embedder = embedder or get_embedder(settings)
 
-        if to_write or removed or orphans or store.dirty or not bm25_is_fresh(store, settings.bm25_dir):
+        # The lexical index takes this ingest's papers only if it matched the store before it;
+        # otherwise (a crash, a write behind its back, a restored copy) it is rebuilt after it.
+        in_step = rebuild or stamp_matches(LexicalIndex(settings.lexical_path).stamp(),
+                                           store_stamp(store, stored))
+        if to_write or removed or orphans or store.dirty or not in_step:
+            # The index writer first: an index another process writes stops us before any change.
+            lexical = LexicalUpdate(settings, clear=rebuild) if in_step else None
             generation = store.generation + 1
-            store.set_manifest(generation=generation, dirty=True)
-            if orphans:
-                store.delete_papers(sorted(orphans - {p.id for p in to_write}))
-            if to_write:
-                assert embedder is not None
-                _write(store, to_write, settings, embedder, progress, on_progress, summary)
-            if removed:
-                store.delete_papers(removed)
-            store.set_manifest(generation=generation, dirty=False)
-            # A crash before this line leaves a stale stamp, which readers detect and rebuild.
-            persist_bm25(build_bm25(store, settings.bm25_candidates), store, settings.bm25_dir)
+            try:
+                store.set_manifest(generation=generation, dirty=True)
+                if orphans:
+                    gone = sorted(orphans - {p.id for p in to_write})
+                    store.delete_papers(gone)
+                    if lexical:
+                        lexical.delete_papers(gone)
+                if to_write:
+                    assert embedder is not None
+                    _write(store, to_write, settings, embedder, progress, on_progress, summary,
+                           lexical)
+                if removed:
+                    store.delete_papers(removed)
+                    if lexical:
+                        lexical.delete_papers(removed)
+                store.set_manifest(generation=generation, dirty=False)
+                # A crash before the commit leaves the index at its old stamp: stale, so rebuilt.
+                if lexical:
+                    hashes = dict(stored)
+                    for pid in removed:
+                        hashes.pop(pid, None)
+                    hashes.update((p.id, p.content_hash) for p in to_write)
+                    lexical.commit(store_stamp(store) | {"papers": fingerprint(hashes)})
+                else:
+                    rebuild_lexical(settings, store)
+            finally:
+                if lexical:
+                    lexical.close()
 
         summary.papers_total = store.count_papers()
         summary.chunks_total = store.count_chunks()
@@ -132,6 +159,7 @@ def _write(
     progress: bool | None,
     on_progress: ProgressFn | None,
     summary: IngestSummary,
+    lexical: LexicalUpdate | None,
 ) -> None:
     if not papers:
         return
@@ -151,6 +179,8 @@ def _write(
                 items.append((paper, nodes, vectors[offset : offset + len(nodes)]))
                 offset += len(nodes)
             store.write_papers(items)
+            if lexical:
+                lexical.add_nodes([(paper, nodes) for paper, nodes, _ in items])
             done += len(texts)
             bar.update(len(texts))
             if on_progress:

@@ -1,8 +1,26 @@
-"""BM25 over the store's chunks (bm25s through llama-index's BM25Retriever, English stemmer).
+"""The store's lexical index on disk (tantivy): BM25 over the chunks, their exact words for the
+verbatim sub-queries, and what name resolution looks up (name_index.py).
 
-Persisted next to the store with the store generation it was built from; a mismatch (another
-process ingested, a crash between the Chroma write and the BM25 write) is detected on load and the
-index is rebuilt from the store instead of being used stale.
+One index (`Settings.lexical_path`, by default store_dir/lexical) holds one document per chunk:
+- `body`: title and text for BM25, tokenised as bm25s did (runs of two or more word characters,
+  lower-cased, its English stop words removed, Snowball English stemmer); not stored;
+- `text`: the chunk text, stored, and indexed by its word runs with their case kept, which narrow a
+  verbatim (substring) search to a few candidates that are then checked;
+- `seq`: the chunk's place in the store's order (Chroma returns chunks in the order written), so a
+  verbatim search returns the same first chunks as Chroma's `$contains` would;
+- on each paper's first chunk only: the paper's names, for name_index.py;
+plus one `stamp` document saying which store generation the index matches. It is committed with the
+changes it describes, so no reader sees a stamp that does not match the documents.
+
+Opening reads the index's metadata and memory-maps its segments: nothing proportional to the store.
+An ingest deletes and adds the documents of the papers it writes and commits (`LexicalUpdate`);
+readers in other processes see the commit at their next reload. A stamp that does not match the
+store (a crash between the store's writes and the commit, a copied or restored index) makes the next
+writer rebuild the index from the store.
+
+The case-kept words of the chunks are also appended to `tokens.txt` (one per line) before each
+commit: a word *containing* a string ("Mamba" in "SegMamba") is found by scanning that file (memory-
+mapped), which a term dictionary cannot do quickly; the file may hold words no chunk has any more.
 """
 
 from __future__ import annotations
@@ -10,58 +28,596 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
 import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from llama_index.core.schema import TextNode
-from llama_index.core.vector_stores.utils import metadata_dict_to_node
-from llama_index.retrievers.bm25 import BM25Retriever
+import tantivy
+from bm25s.stopwords import STOPWORDS_EN
+from llama_index.core.schema import NodeWithScore, TextNode
+from tantivy import Filter, Occur, Order, Query, TextAnalyzerBuilder, Tokenizer
 
+from assistant.errors import StoreError
+from assistant.settings import Settings
 from assistant.store import PaperStore
+from assistant.titles import paper_name_fields
 
 log = logging.getLogger(__name__)
-# bm25s sets its own logger to DEBUG on import, which floods every CLI run.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 
-STAMP = "assistant_stamp.json"
 PREFIX = 8
 WORD = re.compile(r"(?u)\b\w\w+\b")
+TOKEN_RUN = re.compile(r"\w+")
+TOKENS_FILE = "tokens.txt"
+# Python's \w (what needles are split by) as a tantivy tokenizer pattern.
+WORD_CHARS = r"[\p{L}\p{N}_]"
+VERBATIM_PAGE = 256  # candidates checked per read in a verbatim search
+NODE_CACHE = 4_096  # chunks kept from recent searches, for the nodes of their hits
+STAMP_KIND = "stamp"
+PAPER_KIND = "paper"
+# What an index directory may hold; anything else means it is not ours, so it is never swapped away.
+INDEX_FILES = re.compile(r"^(meta\.json|\.managed\.json|\.tantivy-.*\.lock|tokens\.txt|"
+                         r"[0-9a-f]{32}(\.\d+)?\.[a-z]+)$")
+
+
+def bm25_analyzer(stem: bool = True) -> Any:
+    """BM25's tokeniser: bm25s's (runs of two or more word characters, lower case, its English stop
+    words out) with tantivy's Snowball English stemmer, which conflates a few words fewer than
+    PyStemmer's newer one did ("international" and "internal" stay apart)."""
+    builder = TextAnalyzerBuilder(Tokenizer.regex(WORD_CHARS + "{2,}")).filter(Filter.lowercase()) \
+        .filter(Filter.custom_stopword(sorted(STOPWORDS_EN)))
+    return (builder.filter(Filter.stemmer("english")) if stem else builder).build()
+
+
+def _analyzers() -> dict[str, Any]:
+    return {
+        "assistant_bm25": bm25_analyzer(),
+        "assistant_words": TextAnalyzerBuilder(Tokenizer.regex(WORD_CHARS + "+")).build(),
+        "assistant_spaces": TextAnalyzerBuilder(Tokenizer.whitespace()).build(),
+    }
+
+
+def _schema() -> tantivy.Schema:
+    b = tantivy.SchemaBuilder()
+    b.add_text_field("chunk_id", stored=True, tokenizer_name="raw", index_option="basic")
+    b.add_text_field("paper_id", stored=True, tokenizer_name="raw", index_option="basic")
+    b.add_text_field("kind", tokenizer_name="raw", index_option="basic")
+    b.add_bytes_field("meta", stored=True, indexed=False)  # title, url, chunk index; the stamp
+    b.add_text_field("body", tokenizer_name="assistant_bm25", index_option="freq")
+    b.add_text_field("text", stored=True, tokenizer_name="assistant_words", index_option="basic")
+    b.add_unsigned_field("seq", fast=True)
+    # The paper's names (titles.paper_name_fields), on its first chunk.
+    b.add_text_field("alias", tokenizer_name="raw", index_option="basic")
+    b.add_text_field("gram", tokenizer_name="raw", index_option="basic")
+    b.add_text_field("ntitle", tokenizer_name="raw", index_option="basic")
+    b.add_text_field("mention", tokenizer_name="assistant_spaces", index_option="basic")
+    b.add_unsigned_field("atoms", fast=True)
+    b.add_unsigned_field("title_words", fast=True)
+    return b.build()
+
+
+SCHEMA = _schema()
+
+
+def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What an index must have been stamped with to match the store. `hashes` (paper id -> content
+    hash, which an ingest reads anyway) adds the papers' fingerprint: it catches a paper rewritten
+    outside an ingest with as many chunks as before. Opening a store compares the rest only, so
+    that it reads nothing proportional to the store."""
+    # The store is named by its chunk collection's id, not by the path or URL it was reached by:
+    # a copied store keeps its index, replicas reaching one server by other addresses share theirs,
+    # and a store rebuilt elsewhere (new collections) is told apart.
+    stamp: dict[str, Any] = {"generation": store.generation, "chunks": store.count_chunks(),
+                             "store": str(store.chunks.id)}
+    if hashes is not None:
+        stamp["papers"] = fingerprint(hashes)
+    return stamp
+
+
+def fingerprint(hashes: Mapping[str, str]) -> str:
+    digest = hashlib.sha1()
+    for pid, paper_hash in sorted(hashes.items()):
+        digest.update(f"{pid}:{paper_hash}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def stamp_matches(stamp: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
+    return bool(stamp) and all(stamp.get(k) == v for k, v in expected.items())
+
+
+class LexicalIndex:
+    """A reader of the index: BM25, verbatim search, vocabulary and name lookups. An index that
+    does not exist yet reads as empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.schema = SCHEMA
+        self.index: tantivy.Index | None = None
+        self.damaged = False
+        try:
+            if path.is_dir() and tantivy.Index.exists(str(path)):
+                index = _open(path)
+                index.config_reader(reload_policy="OnCommit")
+                index.searcher().num_docs  # noqa: B018 - a damaged index fails here, not mid-question
+                self.index = index
+        except (ValueError, OSError) as exc:
+            log.warning("lexical index at %s is unreadable (%s)", path, exc)
+            self.damaged = True
+        self._bm25 = bm25_analyzer()
+        self._nodes: OrderedDict[str, TextNode] = OrderedDict()
+        self._nodes_lock = threading.Lock()
+        self._tokens = _TokenFile(path / TOKENS_FILE)
+
+    def reload(self) -> None:
+        if self.index is not None:
+            self.index.reload()
+
+    def searcher(self) -> tantivy.Searcher:
+        if self.index is None:
+            raise StoreError(f"no lexical index at {self.path}", status=503)
+        return self.index.searcher()
+
+    @property
+    def exists(self) -> bool:
+        return self.index is not None
+
+    # --- bookkeeping --------------------------------------------------------------------------
+    def stamp(self) -> dict[str, Any]:
+        if self.index is None:
+            return {}
+        searcher = self.searcher()
+        hits = searcher.search(_term("kind", STAMP_KIND), limit=1).hits
+        if not hits:
+            return {}
+        return json.loads(searcher.doc(hits[0][1]).get_first("meta"))
+
+    def count_chunks(self) -> int:
+        if self.index is None:
+            return 0
+        searcher = self.searcher()
+        return searcher.num_docs - searcher.search(_term("kind", STAMP_KIND), limit=1).count
+
+    def count_papers(self) -> int:
+        return self.count(_term("kind", PAPER_KIND))
+
+    def count(self, query: Query) -> int:
+        if self.index is None:
+            return 0
+        return int(self.searcher().search(query, limit=1).count)
+
+    # --- BM25 ---------------------------------------------------------------------------------
+    def bm25(self, text: str, k: int) -> list[NodeWithScore]:
+        """The `k` best chunks for the text by BM25, with their scores (only chunks sharing a term)."""
+        tokens = self._bm25.analyze(text)
+        if self.index is None or not tokens:
+            return []
+        # A repeated query word counts again, as it did in bm25s.
+        query = Query.boolean_query([(Occur.Should, _term("body", t, "freq")) for t in tokens])
+        searcher = self.searcher()
+        return [NodeWithScore(node=self._node_of(searcher.doc(addr)), score=float(score))
+                for score, addr in searcher.search(query, limit=k, count=False).hits]
+
+    def stem(self, word: str) -> str:
+        """A word as BM25 indexes it (the word itself where it is not one BM25 term)."""
+        tokens = self._bm25.analyze(word)
+        return tokens[0] if len(tokens) == 1 else word.lower()
+
+    def has_term(self, stem: str) -> bool:
+        """Whether some chunk has this (stemmed, lower-case) BM25 term."""
+        return self.index is not None and bool(
+            self.searcher().search(_term("body", stem, "freq"), limit=1, count=False).hits)
+
+    def has_prefix(self, prefix: str) -> bool:
+        """Whether some chunk has a BM25 term starting with `prefix`."""
+        return self.index is not None and bool(self.searcher().terms_with_prefix(
+            "body", prefix, filter_query=Query.all_query(), limit=1))
+
+    # --- verbatim -----------------------------------------------------------------------------
+    def contains(self, needle: str, limit: int) -> list[str]:
+        """Ids of the first `limit` chunks (in store order) whose text contains `needle`, case
+        sensitively: what Chroma's `get(where_document={"$contains": needle}, limit=limit)` returns,
+        without scanning the collection."""
+        if self.index is None or limit < 1:
+            return []
+        searcher = self.searcher()
+        query = self._candidates(needle)
+        if query is None:
+            return []
+        out: list[str] = []
+        offset = 0
+        while len(out) < limit:
+            hits = searcher.search(query, limit=VERBATIM_PAGE, count=False, offset=offset,
+                                   order_by_field="seq", order=Order.Asc).hits
+            for _, addr in hits:
+                doc = searcher.doc(addr)
+                text = doc.get_first("text")
+                if text is not None and needle in text:
+                    out.append(self._remember(doc).node_id)
+                    if len(out) >= limit:
+                        break
+            if len(hits) < VERBATIM_PAGE:
+                break
+            offset += VERBATIM_PAGE
+        return out
+
+    def _candidates(self, needle: str) -> Query | None:
+        """Chunks that may contain the needle: for each of its word runs, the chunks with a word
+        the run can be part of. A run inside the needle is a whole word of the chunk, one at its
+        start begins a word, one at its end ends a word, one alone can sit anywhere in a word."""
+        runs = list(TOKEN_RUN.finditer(needle))
+        # Short runs ("2" of "SAM 2") narrow little and cost much; the longer ones suffice.
+        runs = [m for m in runs if len(m.group(0)) >= 3] or runs
+        if not runs:  # no word characters at all: every chunk is a candidate
+            return Query.all_query()
+        clauses = []
+        for match in runs:
+            run = match.group(0)
+            starts_word, ends_word = match.start() > 0, match.end() < len(needle)
+            if starts_word and ends_word:
+                clauses.append((Occur.Must, _term("text", run, "basic")))
+            elif starts_word:
+                clauses.append((Occur.Must, Query.regex_query(self.schema, "text", re.escape(run) + ".*")))
+            else:
+                words = self._tokens.containing(run, at_end=ends_word)
+                if not words:
+                    return None
+                clauses.append((Occur.Must, Query.term_set_query(self.schema, "text", sorted(words))))
+        return Query.boolean_query(clauses)
+
+    def node(self, chunk_id: str) -> TextNode | None:
+        """The chunk as a llama-index node: from the recent searches, else from the index."""
+        with self._nodes_lock:
+            node = self._nodes.get(chunk_id)
+        if node is not None or self.index is None:
+            return node
+        searcher = self.searcher()
+        hits = searcher.search(_term("chunk_id", chunk_id, "basic"), limit=1, count=False).hits
+        return self._remember(searcher.doc(hits[0][1])) if hits else None
+
+    def _remember(self, doc: tantivy.Document) -> TextNode:
+        node = self._node_of(doc)
+        with self._nodes_lock:
+            self._nodes[node.node_id] = node
+            if len(self._nodes) > NODE_CACHE:
+                self._nodes.popitem(last=False)
+        return node
+
+    @staticmethod
+    def _node_of(doc: tantivy.Document) -> TextNode:
+        meta = json.loads(doc.get_first("meta"))
+        return TextNode(
+            id_=doc.get_first("chunk_id"), text=doc.get_first("text") or "",
+            metadata={"paper_id": doc.get_first("paper_id"), "title": meta.get("title", ""),
+                      "url": meta.get("url", ""), "chunk_index": meta.get("chunk_index", 0)},
+        )
+
+    def __len__(self) -> int:
+        return self.count_chunks()
+
+
+def _term(field_name: str, value: str, option: str = "basic") -> Query:
+    return Query.term_query(SCHEMA, field_name, value, index_option=option)
+
+
+def _open(path: Path) -> tantivy.Index:
+    index = tantivy.Index.open(str(path))
+    for name, analyzer in _analyzers().items():
+        index.register_tokenizer(name, analyzer)
+    return index
+
+
+class _TokenFile:
+    """The case-kept words of the chunks, one per line, memory-mapped and re-mapped when the file
+    grows or is replaced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key: tuple[int, int] | None = None
+        self._map: mmap.mmap | bytes = b""
+        self._lock = threading.Lock()
+
+    def _current(self) -> mmap.mmap | bytes:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return b""
+        key = (st.st_ino, st.st_size)
+        with self._lock:
+            if key != self._key:
+                if st.st_size == 0:
+                    self._map = b""
+                else:
+                    with open(self.path, "rb") as handle:
+                        self._map = mmap.mmap(handle.fileno(), st.st_size, access=mmap.ACCESS_READ)
+                self._key = key
+            return self._map
+
+    def containing(self, run: str, *, at_end: bool) -> set[str]:
+        """The words that contain `run` (that end with it, if `at_end`)."""
+        blob = self._current()
+        found: set[str] = set()
+        for match in re.finditer(re.escape(run.encode("utf-8")), blob):
+            end = blob.find(b"\n", match.end())
+            end = len(blob) if end < 0 else end
+            if at_end and end != match.end():
+                continue
+            start = blob.rfind(b"\n", 0, match.start()) + 1
+            found.add(bytes(blob[start:end]).decode("utf-8"))
+        return found
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+@dataclass
+class ChunkRecord:
+    chunk_id: str
+    text: str
+    chunk_index: int
+    seq: int | None = None  # the chunk's place in the store's order; None: after every other
+
+
+@dataclass
+class PaperRecord:
+    paper_id: str
+    title: str
+    url: str
+    chunks: list[ChunkRecord] = field(default_factory=list)
+
+
+class LexicalUpdate:
+    """The one writer of an index (under the store's ingest lock): papers deleted and added, then
+    committed with the stamp of the store they now match."""
+
+    def __init__(self, settings: Settings, *, clear: bool = False) -> None:
+        self.settings = settings
+        self.path = settings.lexical_path
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not tantivy.Index.exists(str(self.path)):
+            tantivy.Index(SCHEMA, path=str(self.path))
+        self.index = _open(self.path)
+        try:
+            self.writer = self.index.writer(heap_size=settings.lexical_writer_heap_mb * 1_000_000,
+                                            num_threads=settings.lexical_writer_threads)
+        except ValueError as exc:
+            raise StoreError(f"another process is writing the lexical index at {self.path} ({exc})",
+                             hint="run one ingest at a time per index (ASSISTANT_LEXICAL_DIR)",
+                             status=409) from exc
+        self._words = _analyzers()["assistant_words"]
+        self._new_words: set[str] = set()
+        self._cleared = clear
+        if clear:
+            self.writer.delete_all_documents()
+            self._next_seq = 0
+        else:
+            self._next_seq = self._last_seq() + 1
+
+    def _last_seq(self) -> int:
+        self.index.reload()
+        searcher = self.index.searcher()
+        hits = searcher.search(Query.all_query(), limit=1, count=False, order_by_field="seq",
+                               order=Order.Desc).hits
+        return int(hits[0][0]) if hits else -1
+
+    def delete_papers(self, ids: Iterable[str]) -> None:
+        for pid in ids:
+            self.writer.delete_documents_by_term("paper_id", pid)
+
+    def add_papers(self, papers: Iterable[PaperRecord]) -> None:
+        """(Re)write papers: their old documents go, the new ones come."""
+        for paper in papers:
+            self.writer.delete_documents_by_term("paper_id", paper.paper_id)
+            names = paper_name_fields(paper.title, [c.text for c in paper.chunks])
+            for i, chunk in enumerate(paper.chunks):
+                seq = chunk.seq if chunk.seq is not None else self._next_seq
+                self._next_seq = max(self._next_seq, seq + 1)
+                doc = tantivy.Document(chunk_id=chunk.chunk_id, paper_id=paper.paper_id,
+                                       body=f"{paper.title}\n\n{chunk.text}", text=chunk.text)
+                doc.add_bytes("meta", json.dumps({"title": paper.title, "url": paper.url,
+                                                  "chunk_index": chunk.chunk_index}).encode())
+                doc.add_unsigned("seq", seq)
+                if i == 0:
+                    doc.add_text("kind", PAPER_KIND)
+                    for name, values in (("alias", names.aliases), ("gram", names.grams)):
+                        for value in values:
+                            doc.add_text(name, value)
+                    if names.ntitle:
+                        doc.add_text("ntitle", names.ntitle)
+                    doc.add_text("mention", " ".join(sorted(names.mentions)))
+                    doc.add_unsigned("atoms", names.atoms)
+                    doc.add_unsigned("title_words", names.title_words)
+                self.writer.add_document(doc)
+                self._new_words.update(self._words.analyze(chunk.text))
+
+    def add_nodes(self, items: Sequence[tuple[Any, Sequence[TextNode]]]) -> None:
+        """Papers as the store writes them: (paper, its chunk nodes)."""
+        self.add_papers(_paper_record(paper.id, paper.title, paper.link, nodes) for paper, nodes in items)
+
+    def commit(self, stamp: Mapping[str, Any]) -> None:
+        """Publish every change with the stamp, then wait for the merges it started."""
+        self._save_words()
+        self.writer.delete_documents_by_term("kind", STAMP_KIND)
+        doc = tantivy.Document(kind=STAMP_KIND)
+        doc.add_bytes("meta", json.dumps(dict(stamp)).encode())
+        self.writer.add_document(doc)
+        self.writer.commit()
+        self.close()
+
+    def close(self) -> None:
+        """Drop the writer; changes not committed are lost, as a crash would lose them."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.wait_merging_threads()
+
+    def _save_words(self) -> None:
+        """Words go to the token file before the documents that have them are committed, so the
+        file always holds every word of the index (and, after a crash, maybe a few more)."""
+        path = self.path / TOKENS_FILE
+        if self._cleared:
+            # A full rebuild: the file written anew, in one swap.
+            fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write("".join(f"{w}\n" for w in sorted(self._new_words)))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        else:
+            self.index.reload()
+            searcher = self.index.searcher()
+            new = sorted(w for w in self._new_words if not searcher.doc_freq("text", w))
+            if new:
+                with open(path, "a", encoding="utf-8") as handle:
+                    handle.write("".join(f"{w}\n" for w in new))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        self._new_words.clear()
+
+
+def _paper_record(pid: str, title: str, url: str, nodes: Sequence[TextNode]) -> PaperRecord:
+    return PaperRecord(pid, title, url, [
+        ChunkRecord(n.node_id, n.get_content(), int(n.metadata.get("chunk_index", i)))
+        for i, n in enumerate(nodes)])
+
+
+def rebuild(settings: Settings, store: PaperStore) -> None:
+    """The index made anew from the store (under the ingest lock): chunks read page by page in the
+    store's order, each paper written once all of its chunks are read. Readers see the old index
+    until the new one is committed whole."""
+    try:
+        update = LexicalUpdate(settings, clear=True)
+    except StoreError:
+        raise
+    except (ValueError, OSError) as exc:  # a damaged index: built beside it and swapped in
+        log.warning("lexical index at %s is unreadable (%s); building it anew", settings.lexical_path, exc)
+        _rebuild_beside(settings, store)
+        return
+    try:
+        _fill(update, store)
+        update.commit(store_stamp(store, store.paper_hashes()))
+    finally:
+        update.close()
+
+
+def _fill(update: LexicalUpdate, store: PaperStore) -> None:
+    pending: dict[str, PaperRecord] = {}
+    wanted: dict[str, int] = {}
+    seq = 0
+    for page in store._pages(store.chunks, ["documents", "metadatas"]):
+        ready = []
+        for cid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
+            meta = meta or {}
+            pid = str(meta.get("paper_id", cid.rsplit("-", 1)[0]))
+            paper = pending.get(pid)
+            if paper is None:
+                paper = pending[pid] = PaperRecord(pid, str(meta.get("title", "")), str(meta.get("url", "")))
+                wanted[pid] = int(meta.get("n_chunks", 0) or 0)
+            paper.chunks.append(ChunkRecord(cid, doc or "", int(meta.get("chunk_index", 0)), seq))
+            seq += 1
+            if len(paper.chunks) == wanted[pid]:
+                ready.append(pending.pop(pid))
+        update.add_papers(ready)
+    update.add_papers(pending.values())  # papers whose chunk count does not match their record
+
+
+def _rebuild_beside(settings: Settings, store: PaperStore) -> None:
+    path = settings.lexical_path
+    foreign = [p.name for p in path.iterdir() if not INDEX_FILES.match(p.name)] if path.exists() else []
+    if foreign:
+        raise StoreError(f"{path} holds files that are not a lexical index ({', '.join(foreign[:3])}); "
+                         "refusing to replace it",
+                         hint="point ASSISTANT_LEXICAL_DIR at an empty or index directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    old = path.with_name(path.name + ".old")
+    try:
+        update = LexicalUpdate(settings.model_copy(update={"lexical_dir": tmp}), clear=True)
+        try:
+            _fill(update, store)
+            update.commit(store_stamp(store, store.paper_hashes()))
+        finally:
+            update.close()
+        shutil.rmtree(old, ignore_errors=True)  # a crash mid-swap can leave it behind
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_index(settings: Settings, store: PaperStore) -> tuple[LexicalIndex, bool]:
+    """The index for reading, and whether it matches the store. A stale, damaged or missing index
+    is rebuilt here when this process may write it (not `lexical_read_only`) and no ingest is
+    running (that ingest brings it in step); otherwise it is used as it is."""
+    index = LexicalIndex(settings.lexical_path)
+    expected = store_stamp(store)
+    if _matches(index, expected):
+        return index, True
+    if settings.lexical_read_only:
+        log.warning("lexical index at %s does not match the store (index: %s, store: %s); using it "
+                    "as it is until the writer's next ingest", settings.lexical_path, index.stamp()
+                    if index.exists else "none", expected)
+        return index, False
+    from assistant.store import ingest_lock
+
+    try:
+        with ingest_lock(settings, timeout=0):
+            log.warning("lexical index at %s does not match the store (index: %s, store: %s); "
+                        "rebuilding it from the store", settings.lexical_path,
+                        index.stamp() if index.exists else "none", expected)
+            rebuild(settings, store)
+    except StoreError as exc:
+        if exc.status != 409:
+            raise
+        log.info("an ingest is writing the store; it brings the lexical index in step")
+        return index, False
+    index = LexicalIndex(settings.lexical_path)
+    return index, _matches(index, store_stamp(store))
+
+
+def index_is_fresh(settings: Settings, store: PaperStore) -> bool:
+    """Whether the index on disk matches the store, every paper's content hash included (reads
+    every paper record: what an ingest checks, not what opening a store checks)."""
+    return _matches(LexicalIndex(settings.lexical_path), store_stamp(store, store.paper_hashes()))
+
+
+def _matches(index: LexicalIndex, expected: Mapping[str, Any]) -> bool:
+    return index.exists and stamp_matches(index.stamp(), expected) and \
+        index.count_chunks() == expected["chunks"]
 
 
 class Vocabulary:
     """The corpus vocabulary (BM25's stemmed terms), to tell whether a question's words occur in
-    the corpus at all: one signal for abstaining."""
+    the corpus at all: one signal for abstaining. Looked up in the index per word, stemmed as the
+    index stems."""
 
-    def __init__(self, retriever: BM25Retriever | None) -> None:
-        import Stemmer
-        from bm25s.stopwords import STOPWORDS_EN
-
-        self._stem = Stemmer.Stemmer("english")
+    def __init__(self, index: LexicalIndex) -> None:
+        self.index = index
         self._stop = set(STOPWORDS_EN)
-        self.terms: set[str] = set(retriever.bm25.vocab_dict) if retriever is not None else set()
-        # Prefixes let "echocardiography" count as known when the corpus says "echocardiogram".
-        self._prefixes = {t[:PREFIX] for t in self.terms if len(t) >= PREFIX}
 
     def variant_prefixes(self, text: str) -> list[str]:
         """Prefixes of the text's words that the corpus only has with another suffix
         ("echocardiography" when the corpus says "echocardiogram"), for a prefix search."""
         prefixes = []
         for w in WORD.findall(text.lower()):
-            if (w not in self._stop and len(w) >= PREFIX + 2 and self._stem.stemWord(w) not in self.terms
-                    and w[:PREFIX] in self._prefixes and w[:PREFIX] not in prefixes):
+            if (w not in self._stop and len(w) >= PREFIX + 2 and w[:PREFIX] not in prefixes
+                    and not self.index.has_term(self.index.stem(w))
+                    and self.index.has_prefix(w[:PREFIX])):
                 prefixes.append(w[:PREFIX])
         return prefixes
 
     def knows(self, word: str) -> bool:
         """Whether the corpus has the (lower-case) word, another form of it, or a longer word's
         stem-resistant variant ("echocardiography" when it says "echocardiogram")."""
-        return self._stem.stemWord(word) in self.terms or (
-            len(word) >= PREFIX + 2 and word[:PREFIX] in self._prefixes)
+        # Prefixes let "echocardiography" count as known when the corpus says "echocardiogram".
+        return self.index.has_term(self.index.stem(word)) or (
+            len(word) >= PREFIX + 2 and self.index.has_prefix(word[:PREFIX]))
 
     def unknown_share(self, text: str) -> float:
         words = [w for w in WORD.findall(text.lower()) if w not in self._stop]
@@ -78,186 +634,3 @@ class Vocabulary:
                    for w in name):
                 return name
         return None
-
-
-def _stamp(store: PaperStore) -> dict[str, int | str]:
-    # The paper fingerprint catches what generation and chunk count miss: a paper rewritten
-    # outside an ingest with as many chunks as before.
-    digest = hashlib.sha1()
-    for pid, paper_hash in sorted(store.paper_hashes().items()):
-        digest.update(f"{pid}:{paper_hash}\n".encode())
-    # A local store's index lives inside it: the path it was opened by (relative, absolute, a
-    # copy elsewhere) says nothing about freshness, and a mismatch would force a rebuild.
-    return {"generation": store.generation, "chunks": store.count_chunks(),
-            "papers": digest.hexdigest()[:16], "store": store.settings.chroma_url or "local"}
-
-
-def build_bm25(store: PaperStore, top_k: int) -> BM25Retriever | None:
-    nodes = store.all_chunk_nodes()
-    if not nodes:
-        return None
-    return BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(top_k, len(nodes)))
-
-
-def persist_bm25(retriever: BM25Retriever | None, store: PaperStore, directory: Path) -> None:
-    """Write to a temporary folder and swap it in, so readers never see half an index."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=directory.parent))
-    try:
-        if retriever is not None:
-            retriever.persist(str(tmp), show_progress=False)
-        (tmp / STAMP).write_text(json.dumps(_stamp(store)))
-        old = directory.with_name(directory.name + ".old")
-        # A crash mid-swap can leave `old` behind, and renaming onto a non-empty folder fails.
-        shutil.rmtree(old, ignore_errors=True)
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _read_stamp(directory: Path) -> dict:
-    try:
-        return json.loads((directory / STAMP).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def bm25_is_fresh(store: PaperStore, directory: Path) -> bool:
-    return _read_stamp(directory) == _stamp(store)
-
-
-def load_bm25(store: PaperStore, directory: Path, top_k: int) -> BM25Retriever | None:
-    """The persisted index if it matches the store, else a fresh one built from the store."""
-    stamp = _read_stamp(directory)
-    if stamp:
-        if stamp == _stamp(store):
-            if stamp["chunks"] == 0:
-                return None
-            try:
-                retriever = BM25Retriever.from_persist_dir(str(directory))
-                retriever.similarity_top_k = min(top_k, int(stamp["chunks"]))
-                return retriever
-            except Exception as exc:  # a damaged index is rebuilt, not fatal
-                log.warning("BM25 index at %s is unreadable (%s); rebuilding", directory, exc)
-        else:
-            log.warning("BM25 index at %s is stale (%s, store is at %s); rebuilding from the store",
-                        directory, stamp, _stamp(store))
-    retriever = build_bm25(store, top_k)
-    try:
-        persist_bm25(retriever, store, directory)
-    except OSError as exc:
-        log.warning("could not save the rebuilt BM25 index (%s); using it from memory", exc)
-    return retriever
-
-
-TOKEN_RUN = re.compile(r"\w+")
-
-
-class VerbatimIndex:
-    """Chroma's `get(where_document={"$contains": needle}, limit=n)` over the chunks, answered from
-    memory: the same chunk ids in the same (store) order, case-sensitive substring semantics.
-
-    Chroma's local `$contains` scans the collection (about 2 ms per 1,000 chunks per needle, and a
-    question searches several needles); this looks the needle's word runs up in a token index of
-    the chunks, intersects, and checks each candidate verbatim. Tokens keep their case, as the
-    match does: "Medical Image" is looked up among the chunks that write "Medical" and "Image", not
-    among every chunk about medical images. Built from the BM25 corpus already in memory (same
-    chunks, same order), so it is as fresh as BM25 is."""
-
-    def __init__(self, ids: list[str], texts: list[str], entries: list[dict] | None = None) -> None:
-        self.ids = ids
-        self.position = {cid: i for i, cid in enumerate(ids)}
-        # BM25's node records (the same chunks): nodes for the hits without reading Chroma.
-        self.entries = entries
-        self._texts = [t.encode("utf-8") for t in texts]
-        vocab: dict[str, int] = {}
-        per_chunk = []
-        for text in texts:
-            tokens = {vocab.setdefault(w, len(vocab)) for w in TOKEN_RUN.findall(text)}
-            per_chunk.append(np.fromiter(tokens, dtype=np.int32, count=len(tokens)))
-        token = np.concatenate(per_chunk) if per_chunk else np.zeros(0, dtype=np.int32)
-        chunk = np.repeat(np.arange(len(texts), dtype=np.int32), [len(t) for t in per_chunk])
-        order = np.argsort(token, kind="stable")  # stable: chunk indexes stay ascending per token
-        self._postings = chunk[order]
-        self._indptr = np.searchsorted(token[order], np.arange(len(vocab) + 1))
-        words = list(vocab)
-        # Every token on one line of one string: a substring search over the vocabulary is one
-        # C-level regex scan, whatever the vocabulary's size.
-        self._blob = "\n".join(words)
-        self._starts = np.cumsum([0, *[len(w) + 1 for w in words[:-1]]]) if words else np.zeros(0)
-
-    @classmethod
-    def from_bm25(cls, retriever: BM25Retriever | None) -> VerbatimIndex:
-        if retriever is None:
-            return cls([], [])
-        ids, texts = [], []
-        for entry in retriever.corpus:
-            try:
-                text = json.loads(entry["_node_content"])["text"]
-            except (KeyError, TypeError, ValueError):
-                text = metadata_dict_to_node(entry).get_content()
-            ids.append(str(entry["node_id"]))
-            texts.append(str(text))
-        return cls(ids, texts, retriever.corpus)
-
-    def node(self, chunk_id: str) -> TextNode | None:
-        """The chunk as a llama-index node, from memory; None where the index has no record."""
-        i = self.position.get(chunk_id)
-        if i is None or self.entries is None:
-            return None
-        node = metadata_dict_to_node(self.entries[i], text=self._texts[i].decode("utf-8"))
-        return node if isinstance(node, TextNode) else None
-
-    def papers(self) -> tuple[dict[str, str], dict[str, str]]:
-        """Paper id -> title, and paper id -> title and chunk texts, from the chunks' metadata:
-        what the title index needs, without reading every paper record from the store."""
-        titles: dict[str, str] = {}
-        parts: dict[str, list[str]] = {}
-        for i, entry in enumerate(self.entries or ()):
-            pid = str(entry.get("paper_id", ""))
-            if pid not in titles:
-                titles[pid] = str(entry.get("title", ""))
-                parts[pid] = [titles[pid]]
-            parts[pid].append(self._texts[i].decode("utf-8"))
-        return titles, {pid: "\n".join(p) for pid, p in parts.items()}
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def contains(self, needle: str, limit: int) -> list[str]:
-        """Ids of the first `limit` chunks (in store order) whose text contains `needle`."""
-        runs = set(TOKEN_RUN.findall(needle))
-        # Short runs ("2" of "SAM 2") narrow little and cost much; the longer ones suffice.
-        runs = {r for r in runs if len(r) >= 3} or runs
-        if runs:
-            # A mask per run, not sorted id lists: "medical" alone is in most chunks of a large
-            # corpus, and sorting its postings on every question would cost more than the scan.
-            mask = np.ones(len(self._texts), dtype=bool)
-            for run in runs:
-                mask &= self._chunks_with(run)
-                if not mask.any():
-                    return []
-            order: Any = np.flatnonzero(mask)  # ascending: store order
-        else:  # no word characters at all: check every chunk
-            order = range(len(self._texts))
-        target = needle.encode("utf-8")
-        out: list[str] = []
-        for i in order:
-            if target in self._texts[i]:
-                out.append(self.ids[i])
-                if len(out) >= limit:
-                    break
-        return out
-
-    def _chunks_with(self, run: str) -> np.ndarray:
-        """A mask of the chunks with a token containing `run`."""
-        mask = np.zeros(len(self._texts), dtype=bool)
-        hits = [m.start() for m in re.finditer(re.escape(run), self._blob)]
-        if hits:
-            tokens = np.unique(np.searchsorted(self._starts, hits, side="right") - 1)
-            mask[np.concatenate([self._postings[self._indptr[t]:self._indptr[t + 1]]
-                                 for t in tokens])] = True
-        return mask

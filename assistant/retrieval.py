@@ -1,5 +1,6 @@
-"""Hybrid retrieval grouped by paper: dense (Chroma through llama-index) + BM25 (bm25s), fused by
-reciprocal rank, with named papers always included and an abstention signal.
+"""Hybrid retrieval grouped by paper: dense (Chroma through llama-index) + BM25 (the lexical index
+on disk, tantivy), fused by reciprocal rank, with named papers always included and an abstention
+signal.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from assistant.chunks import chunk_id as make_chunk_id
 from assistant.conditions import default_lexicon
 from assistant.embedding import Embedder, LlamaIndexEmbedding
-from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
+from assistant.lexical import Vocabulary, open_index
+from assistant.name_index import IndexedTitles
 from assistant.settings import Settings
 from assistant.store import PaperStore
-from assistant.titles import TOKEN, EntityMatch, TitleIndex, is_namelike
+from assistant.titles import TOKEN, EntityMatch, is_namelike
 
 log = logging.getLogger(__name__)
 
@@ -211,25 +213,24 @@ class HybridRetriever:
         self.refresh()
 
     def refresh(self) -> None:
-        """(Re)load the in-memory parts: BM25 and the title index. Called after an ingest."""
+        """(Re)open the dense retriever and the lexical index (BM25, verbatim words, paper names:
+        on disk, nothing rebuilt). Called when the store's generation moves on."""
         with self._lock:
             index = VectorStoreIndex.from_vector_store(
                 self.store.vector_store, embed_model=LlamaIndexEmbedding(self.embedder)
             )
             self.dense = index.as_retriever(similarity_top_k=self.settings.dense_candidates)
-            self.bm25 = load_bm25(self.store, self.settings.bm25_dir, self.settings.bm25_candidates)
-            self.vocabulary = Vocabulary(self.bm25)
+            generation = self.store.generation
+            self.lexical, fresh = open_index(self.settings, self.store)
+            self.vocabulary = Vocabulary(self.lexical)
             if self.settings.abstain_on_unknown_condition:
                 default_lexicon()  # read once now (~10 ms), not during the first question
-            # In memory, so that no question scans the collection: verbatim search, chunk count.
-            self.verbatim = VerbatimIndex.from_bm25(self.bm25)
-            # Titles and texts from the chunks BM25 holds: reading every paper record from the
-            # store instead costs seconds per 100k papers.
-            titles, texts = self.verbatim.papers()
-            self.titles = TitleIndex(titles, texts, self.settings.alias_max_mention_share)
+            self.verbatim = self.lexical  # verbatim sub-queries: the index, not a Chroma scan
+            self.titles = IndexedTitles(self.lexical, self.settings.alias_max_mention_share)
             self.chunk_count = self.store.count_chunks()
             self._names: dict[tuple[str, float], list[EntityMatch]] = {}
-            self.generation = self.store.generation
+            # An index behind the store (an ingest not committed yet): look again next question.
+            self.generation = generation if fresh else -1
 
     def resolve_names(self, question: str, threshold: float | None = None) -> list[EntityMatch]:
         """The papers a question names, resolved once per question (the engine asks before it
@@ -345,7 +346,7 @@ class HybridRetriever:
         term found in more than `verbatim_max_paper_share` of the papers ("CNN", "medical image")
         or in more than `literal_candidates` chunks tells papers apart too little and is left
         out."""
-        most = max(1, int(self.settings.verbatim_max_paper_share * len(self.titles.titles)))
+        most = max(1, int(self.settings.verbatim_max_paper_share * self.titles.n_papers()))
         limit = self.settings.literal_candidates
         kept: list[dict[str, None]] = []
         for spellings in terms:
@@ -376,13 +377,9 @@ class HybridRetriever:
         return {cid: records[cid] for ids in kept for cid in ids if cid in records}
 
     def _bm25(self, bundle: QueryBundle) -> list[NodeWithScore]:
-        if self.bm25 is None or not re.search(r"\w\w", bundle.query_str):
+        if not re.search(r"\w\w", bundle.query_str):
             return []
-        try:
-            return [h for h in self.bm25.retrieve(bundle) if (h.score or 0) > 0]
-        except (ValueError, IndexError) as exc:  # bm25s rejects queries with no known tokens
-            log.debug("bm25 skipped: %s", exc)
-            return []
+        return self.lexical.bm25(bundle.query_str, self.settings.bm25_candidates)
 
     def _named_hit(self, pid: str, query_vector: np.ndarray, hit: PaperHit | None) -> PaperHit:
         """A per-entity sub-query: the named paper's own chunks ranked against the question."""

@@ -64,12 +64,33 @@ class Settings(BaseSettings):
     # --- store ----------------------------------------------------------------------------
     store_dir: Path = Field(
         PROJECT_ROOT / "vectorstore",
-        description="Directory of the local Chroma store (and of the BM25 index next to it).",
+        description="Directory of the local Chroma store (and of the lexical index next to it).",
     )
     chroma_url: str | None = Field(
         None,
         description="URL of a Chroma server (`chroma run`), e.g. http://127.0.0.1:8000. When set, "
-        "the store lives there and store_dir only keeps the BM25 cache and the ingest lock.",
+        "the store lives there and store_dir only keeps the lexical index and the ingest lock.",
+    )
+    lexical_dir: Path | None = Field(
+        None,
+        description="Directory of the store's lexical index (tantivy: BM25, verbatim words, paper "
+        "names); default store_dir/lexical. Several app processes may share one on shared "
+        "storage: one writer (the ingest host), the others with lexical_read_only.",
+    )
+    lexical_read_only: bool = Field(
+        False,
+        description="Never write the lexical index from this process (a replica sharing another "
+        "host's index): an index that does not match the store is used as it is until the "
+        "writer's next ingest, instead of being rebuilt here.",
+    )
+    lexical_writer_heap_mb: int = Field(
+        128, ge=16,
+        description="Memory the lexical index writer fills before it writes a segment, in MB.",
+    )
+    lexical_writer_threads: int = Field(
+        0, ge=0, le=16,
+        description="Indexing threads of the lexical index writer; 0 lets tantivy choose "
+        "(one per core, at most 8). Each needs at least 15 MB of lexical_writer_heap_mb.",
     )
     collection: str = Field("papers", description="Chroma collection name prefix.")
     ingest_lock_timeout: float = Field(
@@ -88,7 +109,7 @@ class Settings(BaseSettings):
         12, ge=1, le=100, description="Papers handed to the answer layer for list questions."
     )
     dense_candidates: int = Field(60, ge=1, description="Chunks fetched by dense search.")
-    bm25_candidates: int = Field(60, ge=1, description="Chunks fetched by BM25.")
+    bm25_candidates: int = Field(60, ge=1, description="Chunks fetched by BM25 (tantivy).")
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal-rank-fusion constant.")
     max_chunks_per_paper: int = Field(
         3, ge=1, description="Most passages of one paper that reach the answer layer."
@@ -266,5 +287,5 @@ class Settings(BaseSettings):
         return bool(self.openai_api_key or self.openai_base_url or self.local_model)
 
     @property
-    def bm25_dir(self) -> Path:
-        return self.store_dir / "bm25"
+    def lexical_path(self) -> Path:
+        return self.lexical_dir or self.store_dir / "lexical"

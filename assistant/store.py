@@ -140,7 +140,7 @@ def wipe_local_store(store_dir: Path) -> None:
     if not store_dir.exists():
         return
     entries = [p for p in store_dir.iterdir() if p.name not in (".gitkeep", ".ingest.lock")]
-    ours = {"chroma.sqlite3", "bm25"}
+    ours = {"chroma.sqlite3", "bm25", "lexical"}
     if entries and not any(p.name in ours for p in entries):
         raise StoreError(
             f"{store_dir} holds files that are not a store; refusing to delete them",
@@ -399,15 +399,16 @@ def _record(pid: str, doc: str | None, meta: dict | None) -> PaperRecord:
 
 
 @contextmanager
-def ingest_lock(settings: Settings) -> Iterator[None]:
-    """One writer per store. A local file lock: it covers every process on this machine, which is
-    where ingests of a local store run (for a shared Chroma server, run ingests from one host)."""
+def ingest_lock(settings: Settings, timeout: float | None = None) -> Iterator[None]:
+    """One writer per store (and its lexical index). A local file lock: it covers every process on
+    this machine, which is where ingests of a local store run (for a shared Chroma server, run
+    ingests from one host). `timeout` overrides `ingest_lock_timeout` (0: do not wait)."""
     from filelock import FileLock, Timeout
 
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.store_dir / ".ingest.lock"))
     try:
-        lock.acquire(timeout=settings.ingest_lock_timeout)
+        lock.acquire(timeout=settings.ingest_lock_timeout if timeout is None else timeout)
     except Timeout:
         raise StoreError(
             f"another ingest is writing to {store_label(settings)}; waited "

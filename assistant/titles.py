@@ -4,6 +4,9 @@ Hand-written because no retrieval library resolves short system names against a 
 aliases come from the titles themselves (the part before the colon, and distinctive CamelCase /
 acronym / digit-bearing tokens), matched exactly after normalisation, and fuzzily with difflib for
 near misses ("Segmamba", "MedVit", "SwinSMT").
+
+The algorithm (`NameResolver`) runs over lookups: dictionaries in memory (`TitleIndex`, built from a
+title list) or the store's lexical index on disk (name_index.py, fed by `paper_name_fields`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import difflib
 import math
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import pairwise
+from typing import Protocol
 
 from assistant.corpus import normalize_title
 
@@ -31,6 +36,7 @@ GENERIC = {
 MAX_PAPERS_PER_ALIAS = 2
 # A title word mentioned by at most this many papers is never judged generic by its mentions alone.
 MIN_GENERIC_MENTIONS = 3
+MIN_WHOLE_TITLE = 20  # characters a normalised title needs to be found written whole in a question
 
 
 @dataclass(frozen=True)
@@ -70,23 +76,201 @@ def near_miss_words(question: str) -> list[re.Match[str]]:
             and (is_namelike(m.group(0)) or m.group(0)[0].isupper())]
 
 
-def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
-    """How many papers mention each compacted word of `wanted` (word-bounded, any case)."""
-    counts: dict[str, int] = defaultdict(int)
-    compact: dict[str, str] = {}  # most tokens recur across papers: compact each spelling once
-    for text in texts.values():
-        words = set()
+def mention_words(texts: Iterable[str]) -> set[str]:
+    """The compacted words of a paper's texts (title, chunks): what its mentions of a name are
+    counted by."""
+    compact: dict[str, str] = {}  # most tokens recur: compact each spelling once
+    words: set[str] = set()
+    for text in texts:
         for token in set(TOKEN.findall(text)):
             word = compact.get(token)
             if word is None:
                 word = compact[token] = _compact(token)
             words.add(word)
-        for word in words & wanted:
+    return words
+
+
+def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
+    """How many papers mention each compacted word of `wanted` (word-bounded, any case)."""
+    counts: dict[str, int] = defaultdict(int)
+    for text in texts.values():
+        for word in mention_words([text]) & wanted:
             counts[word] += 1
     return counts
 
 
-class TitleIndex:
+def alias_kept(alias: str, papers: int, mentions: int, n_papers: int, max_mention_share: float) -> bool:
+    """Whether an alias names a paper: used by at most MAX_PAPERS_PER_ALIAS titles, not a generic
+    term, and (a one-word alias) mentioned by at most `max_mention_share` of the papers or
+    MIN_GENERIC_MENTIONS of them, whichever is more."""
+    limit = max(MIN_GENERIC_MENTIONS, max_mention_share * n_papers)
+    return 1 <= papers <= MAX_PAPERS_PER_ALIAS and normalize_title(alias) not in GENERIC and \
+        (" " in alias or mentions <= limit)
+
+
+def title_aliases(title: str) -> set[str]:
+    """A title's names: the part before the colon (up to four words) and its name-like tokens."""
+    found: set[str] = set()
+    head, sep, _ = title.partition(":")
+    if sep and 1 <= len(head.split()) <= 4:
+        found.add(head.strip())
+    for token in TOKEN.findall(title):
+        if is_namelike(token):
+            found.add(token)
+            # "SAM-Med2D" is also called "SAM Med2D"; "VM-UNet" also "VMUNet".
+    return {a for a in found if len(_compact(a)) >= 3}
+
+
+@dataclass(frozen=True)
+class PaperNames:
+    """What the lexical index keeps of one paper for name resolution (see name_index.py)."""
+
+    aliases: list[str]  # "<compact>\t<alias>": the aliases, found by their compact form
+    grams: list[str]  # "<length>\t<gram>\t<compact>": near-miss candidates (see NameResolver._near)
+    ntitle: str  # the normalised title, when long enough to be matched whole ("" otherwise)
+    mentions: set[str]  # compacted words of the title and text
+    atoms: int  # most atoms in one of its aliases
+    title_words: int  # words of ntitle
+
+
+def alias_term(key: str, alias: str) -> str:
+    return f"{key}\t{alias}"
+
+
+def gram_prefix(length: int, gram: str) -> str:
+    return f"{length:03d}\t{gram}\t"
+
+
+def paper_name_fields(title: str, texts: Sequence[str]) -> PaperNames:
+    aliases = title_aliases(title)
+    keys = {_compact(a) for a in aliases}
+    ntitle = normalize_title(title)
+    ntitle = ntitle if len(ntitle) > MIN_WHOLE_TITLE else ""
+    return PaperNames(
+        aliases=sorted(alias_term(_compact(a), a) for a in aliases),
+        grams=sorted({gram_prefix(len(k), g) + k for k in keys for g in _grams(k)}),
+        ntitle=ntitle,
+        mentions=mention_words([title, *texts]),
+        atoms=max((len(ATOM.findall(a)) for a in aliases), default=0),
+        title_words=len(ntitle.split()),
+    )
+
+
+class NameResolver:
+    """Resolution of the names a question uses, over lookups a subclass provides: `TitleIndex`
+    from dictionaries in memory, `name_index.IndexedTitles` from the lexical index on disk. Each
+    step looks up the question's own words, so its cost follows the question's length, not the
+    corpus size."""
+
+    titles: Mapping[str, str]
+
+    # --- lookups ----------------------------------------------------------------------------
+    def _lookups(self) -> NameLookups:
+        raise NotImplementedError
+
+    def resolve(self, question: str, threshold: float = 0.88) -> list[EntityMatch]:
+        """Papers the question names, in the order the names appear."""
+        names = self._lookups()
+        matches: dict[str, EntityMatch] = {}
+        positions: dict[str, int] = {}
+        norm_q = f" {normalize_title(question)} "
+        # 1. a whole title quoted or pasted into the question
+        for pid, title, ntitle in names.whole_titles(norm_q.split()):
+            if pid not in matches and f" {ntitle} " in norm_q:
+                matches[pid] = EntityMatch(title, pid, title, True)
+                # positions are offsets in the question as written
+                positions[pid] = norm_q.index(ntitle) * len(question) // max(len(norm_q), 1)
+        # 2. exact aliases in any case, word-bounded, with or without separators between their
+        # parts ("Swin SMT", "SwinSMT", "Swin-SMT"); "ChatCAD" is not found inside "ChatCAD+"
+        for pos, alias in self._alias_spans(names, question):
+            for pid in sorted(names.alias_papers(alias)):
+                if pid not in matches:
+                    matches[pid] = EntityMatch(alias, pid, names.title(pid), True)
+                    positions[pid] = pos
+        # 3. near misses of name-like words in the question
+        for match in near_miss_words(question):
+            word = match.group(0)
+            cw = _compact(word)
+            key = cw if names.compact_papers(cw) else self._closest(names, cw, threshold)
+            if key is None:
+                continue
+            for pid in sorted(names.compact_papers(key)):
+                if pid not in matches:
+                    matches[pid] = EntityMatch(word, pid, names.title(pid), key == cw)
+                    positions[pid] = len(question[: match.start()])
+        return sorted(matches.values(), key=lambda m: positions[m.paper_id])
+
+    def _alias_spans(self, names: NameLookups, question: str) -> list[tuple[int, str]]:
+        """(offset, alias) for every alias written in the question. A match of an alias's pattern
+        starts and ends at the edges of runs of letters, digits and "+" ("atoms") and has only
+        separators between them, so every such span of up to `max_atoms` atoms is looked up by
+        its compact form and confirmed with the pattern."""
+        atoms = list(ATOM.finditer(question))
+        found: list[tuple[int, str]] = []
+        most = names.max_atoms()
+        for i, first in enumerate(atoms):
+            key = ""
+            for j in range(i, min(i + most, len(atoms))):
+                if j > i and not SEPARATORS.fullmatch(question, atoms[j - 1].end(), atoms[j].start()):
+                    break
+                key += atoms[j].group(0).lower()
+                for alias in names.aliases_for(key):
+                    if _pattern(alias).fullmatch(question, first.start(), atoms[j].end()):
+                        found.append((first.start(), alias))
+        return found
+
+    @staticmethod
+    def _closest(names: NameLookups, key: str, threshold: float) -> str | None:
+        """The name closest to `key` (difflib's ratio, at least `threshold`; ties go to the
+        greater string, as in difflib.get_close_matches), among those that name a paper."""
+        near = names.near_keys(key, _length_range(len(key), threshold))
+        for candidate in difflib.get_close_matches(key, near, n=max(len(near), 1), cutoff=threshold):
+            if names.compact_papers(candidate):
+                return candidate
+        return None
+
+
+class NameLookups(Protocol):
+    def whole_titles(self, words: list[str]) -> list[tuple[str, str, str]]:
+        """(paper id, title, normalised title) of the titles that may be written in the question
+        (its normalised words), in the order their first two words appear in it."""
+        ...
+
+    def aliases_for(self, key: str) -> Iterable[str]:
+        """The kept aliases whose compact form is `key`."""
+        ...
+
+    def alias_papers(self, alias: str) -> set[str]: ...
+
+    def compact_papers(self, key: str) -> set[str]:
+        """The papers of the kept aliases whose compact form is `key` (empty: none)."""
+        ...
+
+    def near_keys(self, key: str, lengths: range) -> list[str]:
+        """Compact names of these lengths sharing a three-letter run or the first or last two
+        letters with `key` (kept ones at least; others are tolerated)."""
+        ...
+
+    def max_atoms(self) -> int: ...
+
+    def title(self, pid: str) -> str: ...
+
+
+@lru_cache(maxsize=4_096)
+def _pattern(alias: str) -> re.Pattern[str]:
+    return _alias_pattern(alias)
+
+
+def _length_range(n: int, threshold: float) -> range:
+    """Lengths a name can have to be within `threshold` (difflib's ratio) of one of length n: the
+    ratio is 2 * matches / (n + length) and matches <= the shorter length; the epsilon keeps a
+    bound that is exact in decimals (6 * 1.2 / 0.8 = 9) from rounding down."""
+    lo = math.ceil(n * threshold / (2 - threshold) - 1e-9)
+    hi = math.floor(n * (2 - threshold) / threshold + 1e-9) if threshold > 0 else 4 * n
+    return range(lo, hi + 1)
+
+
+class TitleIndex(NameResolver):
     def __init__(self, titles: Mapping[str, str], texts: Mapping[str, str] | None = None,
                  max_mention_share: float = 0.015) -> None:
         """`titles` maps paper id -> exact title. `texts` (paper id -> title and abstract), when
@@ -96,21 +280,19 @@ class TitleIndex:
         self.titles = dict(titles)
         aliases: dict[str, set[str]] = defaultdict(set)
         for pid, title in self.titles.items():
-            for alias in self._aliases(title):
+            for alias in title_aliases(title):
                 aliases[alias].add(pid)
         mentions = _mentions(texts, {_compact(a) for a in aliases if " " not in a}) if texts else {}
-        limit = max(MIN_GENERIC_MENTIONS, max_mention_share * len(texts or ()))
         self.aliases = {
             a: ids for a, ids in aliases.items()
-            if len(ids) <= MAX_PAPERS_PER_ALIAS and normalize_title(a) not in GENERIC
-            and mentions.get(_compact(a), 0) <= limit
+            if alias_kept(a, len(ids), mentions.get(_compact(a), 0), len(texts or ()),
+                          max_mention_share)
         }
         self._by_compact: dict[str, set[str]] = defaultdict(set)
         self._aliases_by_compact: dict[str, list[str]] = defaultdict(list)
         for alias, ids in self.aliases.items():
             self._by_compact[_compact(alias)].update(ids)
             self._aliases_by_compact[_compact(alias)].append(alias)
-        self._patterns: dict[str, re.Pattern[str]] = {}
         self._max_atoms = max((len(ATOM.findall(a)) for a in self.aliases), default=0)
         # Near-miss candidates share three letters in a row, or the first or last two (see _near).
         self._grams: dict[tuple[str, int], list[str]] = defaultdict(list)
@@ -123,97 +305,43 @@ class TitleIndex:
         self._title_starts: dict[tuple[str, ...], list[str]] = defaultdict(list)
         for pid, title in self.titles.items():
             ntitle = normalize_title(title)
-            if len(ntitle) > 20:
+            if len(ntitle) > MIN_WHOLE_TITLE:
                 self._normalized_titles[pid] = ntitle
                 self._title_starts[tuple(ntitle.split()[:2])].append(pid)
 
-    @staticmethod
-    def _aliases(title: str) -> set[str]:
-        found: set[str] = set()
-        head, sep, _ = title.partition(":")
-        if sep and 1 <= len(head.split()) <= 4:
-            found.add(head.strip())
-        for token in TOKEN.findall(title):
-            if is_namelike(token):
-                found.add(token)
-                # "SAM-Med2D" is also called "SAM Med2D"; "VM-UNet" also "VMUNet".
-        return {a for a in found if len(_compact(a)) >= 3}
+    def _lookups(self) -> NameLookups:
+        return self
 
-    def resolve(self, question: str, threshold: float = 0.88) -> list[EntityMatch]:
-        """Papers the question names, in the order the names appear.
-
-        Each step looks up the question's own words in dictionaries built from the titles, so its
-        cost follows the question's length, not the corpus size."""
-        matches: dict[str, EntityMatch] = {}
-        positions: dict[str, int] = {}
-        norm_q = f" {normalize_title(question)} "
-        # 1. a whole title quoted or pasted into the question
-        words = norm_q.split()
+    def whole_titles(self, words: list[str]) -> list[tuple[str, str, str]]:
         starts = [*((w,) for w in words), *pairwise(words)]  # a title's first word, or two
-        for start in dict.fromkeys(starts):
-            for pid in self._title_starts.get(start, ()):
-                ntitle = self._normalized_titles[pid]
-                if pid not in matches and f" {ntitle} " in norm_q:
-                    matches[pid] = EntityMatch(self.titles[pid], pid, self.titles[pid], True)
-                    # positions are offsets in the question as written
-                    positions[pid] = norm_q.index(ntitle) * len(question) // max(len(norm_q), 1)
-        # 2. exact aliases in any case, word-bounded, with or without separators between their
-        # parts ("Swin SMT", "SwinSMT", "Swin-SMT"); "ChatCAD" is not found inside "ChatCAD+"
-        for pos, alias in self._alias_spans(question):
-            for pid in sorted(self.aliases[alias]):
-                if pid not in matches:
-                    matches[pid] = EntityMatch(alias, pid, self.titles[pid], True)
-                    positions[pid] = pos
-        # 3. near misses of name-like words in the question
-        for match in near_miss_words(question):
-            word = match.group(0)
-            cw = _compact(word)
-            if cw in self._by_compact:
-                candidates = [(1.0, cw)]
-            else:
-                close = difflib.get_close_matches(cw, self._near(cw, threshold), n=2, cutoff=threshold)
-                candidates = [(difflib.SequenceMatcher(None, cw, c).ratio(), c) for c in close]
-            for _ratio, key in candidates[:1]:
-                for pid in sorted(self._by_compact[key]):
-                    if pid not in matches:
-                        matches[pid] = EntityMatch(word, pid, self.titles[pid], key == cw)
-                        positions[pid] = len(question[: match.start()])
-        return sorted(matches.values(), key=lambda m: positions[m.paper_id])
+        return [(pid, self.titles[pid], self._normalized_titles[pid])
+                for start in dict.fromkeys(starts) for pid in self._title_starts.get(start, ())]
 
-    def _alias_spans(self, question: str) -> list[tuple[int, str]]:
-        """(offset, alias) for every alias written in the question. A match of an alias's pattern
-        starts and ends at the edges of runs of letters, digits and "+" ("atoms") and has only
-        separators between them, so every such span of up to `_max_atoms` atoms is looked up by
-        its compact form and confirmed with the pattern."""
-        atoms = list(ATOM.finditer(question))
-        found: list[tuple[int, str]] = []
-        for i, first in enumerate(atoms):
-            key = ""
-            for j in range(i, min(i + self._max_atoms, len(atoms))):
-                if j > i and not SEPARATORS.fullmatch(question, atoms[j - 1].end(), atoms[j].start()):
-                    break
-                key += atoms[j].group(0).lower()
-                for alias in self._aliases_by_compact.get(key, ()):
-                    pattern = self._patterns.get(alias)
-                    if pattern is None:
-                        pattern = self._patterns[alias] = _alias_pattern(alias)
-                    if pattern.fullmatch(question, first.start(), atoms[j].end()):
-                        found.append((first.start(), alias))
-        return found
+    def aliases_for(self, key: str) -> Iterable[str]:
+        # Sorted, as the index's terms are: the order of two names at one place in the question
+        # ("VM-UNet", "VM-Unet") does not depend on the order titles were read in.
+        return sorted(self._aliases_by_compact.get(key, ()))
 
-    def _near(self, key: str, threshold: float) -> list[str]:
-        """Names that can be within `threshold` (difflib's ratio) of `key`: of a length the ratio
-        allows, and sharing three letters in a row or the first or last two with it. A name as
-        close as the threshold asks shares them in practice (one edit in a name of five letters
-        leaves both ends or a triple intact); looking them up costs time per question, where
-        comparing with every name cost time per name in the corpus."""
-        n = len(key)
-        # The ratio is 2 * matches / (n + length) and matches <= the shorter length; the epsilon
-        # keeps a bound that is exact in decimals (6 * 1.2 / 0.8 = 9) from rounding down.
-        lo = math.ceil(n * threshold / (2 - threshold) - 1e-9)
-        hi = math.floor(n * (2 - threshold) / threshold + 1e-9) if threshold > 0 else 4 * n
+    def alias_papers(self, alias: str) -> set[str]:
+        return self.aliases.get(alias, set())
+
+    def compact_papers(self, key: str) -> set[str]:
+        return self._by_compact.get(key, set())
+
+    def max_atoms(self) -> int:
+        return self._max_atoms
+
+    def title(self, pid: str) -> str:
+        return self.titles[pid]
+
+    def near_keys(self, key: str, lengths: range) -> list[str]:
+        """Names that can be within the threshold of `key`: of a length the ratio allows, and
+        sharing three letters in a row or the first or last two with it. A name as close as the
+        threshold asks shares them in practice (one edit in a name of five letters leaves both
+        ends or a triple intact); looking them up costs time per question, where comparing with
+        every name cost time per name in the corpus."""
         out: dict[str, None] = {}
-        for length in range(lo, hi + 1):
+        for length in lengths:
             for gram in _grams(key):
                 out.update(dict.fromkeys(self._grams.get((gram, length), ())))
         return list(out)

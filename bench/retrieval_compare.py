@@ -9,7 +9,7 @@ this script.
 
 Methods, all over the same Chroma chunk collection and the same BM25 index, chunks grouped into
 papers by their first (best) chunk:
-- BM25 alone: bm25s through llama-index's BM25Retriever, `bm25_candidates` chunks.
+- BM25 alone: the lexical index's BM25 (tantivy), `bm25_candidates` chunks.
 - Dense alone: the same dense retriever the hybrid uses, `dense_candidates` chunks.
 - llama-index default: `VectorStoreIndex.from_vector_store(...).as_retriever(similarity_top_k=10)`,
   i.e. ten chunks, as a default setup would retrieve them (fewer than ten papers when a paper has

@@ -4,6 +4,10 @@ docs/PERFORMANCE.md regenerated from them.
     .venv/bin/python bench/run.py --quick     # a few minutes: 215 papers + 10k synthetic abstracts
     .venv/bin/python bench/run.py             # full: up to 100k synthetic abstracts (long)
 
+At the largest size it also measures (bench/large_store.py, section `largest`) two app replicas on a
+Chroma server sharing the lexical index, an ingest of new papers with the real model, and a full
+rebuild of the lexical index.
+
 Prints its results as it goes and ends with one JSON line of the headline figures. Timings are
 compared within the run (ratios, side by side) because absolute times drift on shared machines.
 """
@@ -36,11 +40,11 @@ from bench.common import (
 )
 
 QUICK = {"ingest_papers": 60, "sizes": [10_000], "questions": 30, "app_questions": 5,
-         "llm_questions": 15, "scale_out_papers": 40, "scale_out_questions": 10}
+         "llm_questions": 15, "scale_out_papers": 40, "scale_out_questions": 10, "new_papers": 100}
 FULL = {"ingest_papers": None, "sizes": [10_000, 20_000, 50_000, 100_000], "questions": None,
         "app_questions": 10, "llm_questions": None, "scale_out_papers": 100,
-        "scale_out_questions": 30}
-SECTIONS = ("ingest", "scale", "llm", "scale_out")
+        "scale_out_questions": 30, "new_papers": 1_000}
+SECTIONS = ("ingest", "scale", "largest", "llm", "scale_out")
 
 
 def base_store(work: Path, fresh: bool) -> Path:
@@ -67,7 +71,7 @@ def base_store(work: Path, fresh: bool) -> Path:
 
 def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, Any]],
                  app_questions: list[dict[str, Any]], build: dict[str, Any] | None,
-                 work: Path) -> dict[str, Any]:
+                 work: Path, largest: dict[str, Any] | None = None) -> dict[str, Any]:
     from assistant.engine import Engine
     from bench import app_bench, latency
 
@@ -82,6 +86,7 @@ def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, An
         "chunks": engine.store.count_chunks(),
         "engine_load_s": round(engine_load_s, 2),
         "disk_mb": mb(du(store_dir)),
+        "lexical_mb": mb(du(settings.lexical_path)),
         "build": build,
     }
     row["load_breakdown_s"] = load_breakdown(engine)
@@ -93,28 +98,46 @@ def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, An
         row["sentence_warmup"] = measure_warmup(store_dir)
     row["app"] = app_bench.run_app(store_dir, app_questions,
                                    log_path=work / f"app-{n_synthetic}.log")
+    if largest is not None:
+        row.update(measure_largest(store_dir, n_synthetic, app_questions, work, **largest))
     return row
 
 
+def measure_largest(store_dir: Path, n_synthetic: int, questions: list[dict[str, Any]], work: Path,
+                    bank: Any, new_papers: int) -> dict[str, Any]:
+    """Replicas on a Chroma server, an ingest of new papers, a full lexical rebuild (in that order:
+    the last two change the store)."""
+    from bench import large_store
+
+    out: dict[str, Any] = {}
+    for key, fn in (("replicas", lambda: large_store.replicas(store_dir, work, questions)),
+                    ("ingest_new", lambda: large_store.ingest_new_papers(
+                        store_dir, bank, n_synthetic, new_papers, work)),
+                    ("lexical_rebuild", lambda: large_store.time_rebuild(store_dir))):
+        try:
+            out[key] = fn()
+        except Exception as exc:  # one failed part must not lose the rest of the run
+            log(f"{key} failed: {type(exc).__name__}: {exc}")
+            out[key] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
 def load_breakdown(engine: Any) -> dict[str, float]:
-    """What the engine's in-memory indexes cost to build, each rebuilt once on its own, in the
-    order HybridRetriever.refresh builds them."""
-    from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
-    from assistant.titles import TitleIndex
+    """What the engine's lexical parts cost to open, each once on its own, in the order
+    HybridRetriever.refresh opens them (nothing is rebuilt: the index is on disk)."""
+    from assistant.lexical import Vocabulary, open_index
+    from assistant.name_index import IndexedTitles
 
     s = engine.settings
     out: dict[str, float] = {}
     t = time.perf_counter()
-    bm25 = load_bm25(engine.store, s.bm25_dir, s.bm25_candidates)
-    out["bm25_load"] = time.perf_counter() - t
+    index, _ = open_index(s, engine.store)
+    out["lexical_index_open"] = time.perf_counter() - t
     t = time.perf_counter()
-    verbatim = VerbatimIndex.from_bm25(bm25)
-    Vocabulary(bm25)
-    out["verbatim_index_and_vocabulary"] = time.perf_counter() - t
-    t = time.perf_counter()
-    TitleIndex(*verbatim.papers(), s.alias_max_mention_share)
-    out["title_index"] = time.perf_counter() - t
-    return {k: round(v, 2) for k, v in out.items()}
+    Vocabulary(index)
+    IndexedTitles(index, s.alias_max_mention_share).resolve("What does SegMamba do?")
+    out["vocabulary_and_title_index"] = time.perf_counter() - t
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 def measure_warmup(store_dir: Path) -> dict[str, Any]:
@@ -146,16 +169,21 @@ def per_10k(sizes: list[dict[str, Any]], ingest: dict[str, Any] | None) -> dict[
     chunks_per_paper = (hi["chunks"] - lo["chunks"]) / max(hi["papers"] - lo["papers"], 1)
     writes = [s["build"] for s in sizes if s.get("build")]
     write_s = sum(b["chroma_write_s"] for b in writes)
+    lexical_s = sum(b.get("lexical_write_s", 0) + b.get("lexical_commit_s", 0) for b in writes)
     added = sum(b["synthetic_added"] for b in writes)
     out: dict[str, Any] = {
         "chunks": round(chunks_per_paper * 10_000),
         "disk_mb": round((hi["disk_mb"] - lo["disk_mb"]) / units, 1),
         "app_peak_rss_mb": round((hi["app"]["peak_rss_mb"] - lo["app"]["peak_rss_mb"]) / units, 1),
+        "app_ready_s": round((hi["app"]["ready_s"] - lo["app"]["ready_s"]) / units, 2),
         "chroma_write_s": round(write_s / max(added, 1) * 10_000, 1),
-        "bm25_rebuild_s_at_largest": hi["build"]["bm25_build_s"] if hi.get("build") else None,
-        "bm25_rebuild_s_per_10k": round(hi["build"]["bm25_build_s"] / (hi["papers"] / 10_000), 2)
-        if hi.get("build") else None,
+        "lexical_write_s": round(lexical_s / max(added, 1) * 10_000, 1),
+        "lexical_disk_mb": round((hi["lexical_mb"] - lo["lexical_mb"]) / units, 1),
     }
+    rebuild = (hi.get("lexical_rebuild") or {}).get("seconds")
+    if rebuild:
+        out["lexical_rebuild_s_at_largest"] = rebuild
+        out["lexical_rebuild_s_per_10k"] = round(rebuild / (hi["papers"] / 10_000), 2)
     if ingest:
         # Embedding dominates a real ingest: the measured chunks/s of the model on this machine.
         out["embed_s_cpu"] = round(out["chunks"] / ingest["raw_chunks_per_s"], 1)
@@ -167,13 +195,14 @@ def extrapolate(unit: dict[str, Any]) -> dict[str, Any]:
     if not unit:
         return {}
     out = {}
-    for label, n in (("1M", 1_000_000), ("36M", 36_000_000)):
+    for label, n in (("1M", 1_000_000), ("10M", 10_000_000), ("36M", 36_000_000)):
         f = n / 10_000
         out[label] = {
             "chunks": round(unit["chunks"] * f),
             "disk_gb": round(unit["disk_mb"] * f / 1024, 1),
             "app_rss_gb": round(unit["app_peak_rss_mb"] * f / 1024, 1),
             "vectors_gb": round(unit["chunks"] * f * 384 * 4 / 2**30, 1),
+            "app_ready_s": round(unit["app_ready_s"] * f, 1),
             "embed_hours_this_cpu": round(unit.get("embed_s_cpu", 0) * f / 3600, 1)
             if unit.get("embed_s_cpu") else None,
             "chroma_write_hours": round(unit["chroma_write_s"] * f / 3600, 1),
@@ -200,6 +229,14 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
             h[f"answer_p50_ms_cold@{key}"] = lat["e2e"]["cold_ms"]["p50"]
         h[f"app_ready_s@{key}"] = s["app"]["ready_s"]
         h[f"app_peak_rss_mb@{key}"] = s["app"]["peak_rss_mb"]
+        new = s.get("ingest_new") or {}
+        if new.get("ratio_vs_raw"):
+            h[f"ingest_{new['papers']}_new_s@{key}"] = new["ingest_s"]
+            h[f"ingest_new_ratio_vs_raw@{key}"] = new["ratio_vs_raw"]
+        reps = (s.get("replicas") or {}).get("apps")
+        if reps:
+            h[f"replica_ready_s@{key}"] = [a["ready_s"] for a in reps]
+            h[f"replica_peak_rss_mb@{key}"] = [a["peak_rss_mb"] for a in reps]
     if results.get("llm"):
         h["llm_ttft_overhead_ms_p50"] = results["llm"]["warm"]["ttft_overhead_ms"]["p50"]
         h["llm_total_overhead_ms_p50"] = results["llm"]["warm"]["total_overhead_ms"]["p50"]
@@ -278,7 +315,9 @@ def main() -> None:
         for n in sorted(plan["sizes"]):
             log(f"growing the store to {n} synthetic abstracts")
             build = synthetic.grow_store(make_settings(scale_dir), bank, n)
-            sizes.append(measure_size(scale_dir, n, questions, app_questions, build, work))
+            largest = {"bank": bank, "new_papers": plan["new_papers"]} \
+                if n == max(plan["sizes"]) and "largest" not in skip else None
+            sizes.append(measure_size(scale_dir, n, questions, app_questions, build, work, largest))
             write_result(f"{name}.partial", results)
         results["per_10k"] = per_10k(sizes, results.get("ingest"))
         results["extrapolation"] = extrapolate(results["per_10k"])

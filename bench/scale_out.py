@@ -1,7 +1,8 @@
 """Past one machine, at small scale on loopback: a Chroma server (`chroma run`), an ingest into it
 that is killed part-way and resumed, and two app processes (`python app.py`) sharing the server,
-answering at the same time. Each app keeps its own BM25 cache and sentence cache next to it; the
-vectors, chunks and paper records live once, in the server.
+answering at the same time. The vectors, chunks and paper records live once, in the server; the
+lexical index once, in a directory the ingest writes and both apps read (`ASSISTANT_LEXICAL_DIR`,
+`ASSISTANT_LEXICAL_READ_ONLY` for the apps); each app keeps its sentence cache next to it.
 
 Also checks whether an app notices papers that another process ingested into the shared server
 while it was running (it should, through the store generation).
@@ -64,8 +65,11 @@ def run(work: Path, n_papers: int, questions: list[dict[str, Any]]) -> dict[str,
     server_dir = work / "chroma-server"
     shutil.rmtree(server_dir, ignore_errors=True)
     result: dict[str, Any] = {"papers": len(papers)}
+    shared_lexical = work / "lexical"
+    shutil.rmtree(shared_lexical, ignore_errors=True)
     with chroma_server(server_dir, work / "chroma-server.log") as (url, server_proc):
-        ingest_env = settings_env(work / "ingester", chroma_url=url, ingest_batch_papers=8)
+        ingest_env = settings_env(work / "ingester", chroma_url=url, ingest_batch_papers=8,
+                                  lexical_dir=shared_lexical)
         shutil.rmtree(work / "ingester", ignore_errors=True)
 
         # 1. An ingest killed after its first batches, then resumed.
@@ -102,7 +106,8 @@ def run(work: Path, n_papers: int, questions: list[dict[str, Any]]) -> dict[str,
             shutil.rmtree(work / name, ignore_errors=True)
             # Search is measured here: no background sentence warm-up competing for the CPU.
             env = settings_env(work / name, chroma_url=url, port=port, auto_ingest="false",
-                               sentence_cache_max_papers=0)
+                               sentence_cache_max_papers=0, lexical_dir=shared_lexical,
+                               lexical_read_only="true")
             log_file = (work / f"{name}.log").open("w")
             t = time.perf_counter()
             p = subprocess.Popen([PYTHON, str(ROOT / "app.py")], env=env, cwd=ROOT,

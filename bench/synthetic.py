@@ -22,8 +22,9 @@ search does not care how its vectors were made), a proxy for distractor quality.
 papers keep their real vectors.
 
 Synthetic papers are written through the store API (`PaperStore.write_papers`) following the
-ingest protocol (manifest dirty, write, manifest clean, BM25 rebuilt), so the app sees an ordinary
-store. Paper i is the same in every run and every size: the 10k store is a prefix of the 100k one.
+ingest protocol (manifest dirty, write, lexical index written, manifest clean, index committed), so
+the app sees an ordinary store. Paper i is the same in every run and every size: the 10k store is a
+prefix of the 100k one.
 """
 
 from __future__ import annotations
@@ -152,9 +153,10 @@ def _items(bank: SentenceBank, start: int, stop: int) -> list[tuple[Any, list[An
 
 def grow_store(settings: Any, bank: SentenceBank, n_synthetic: int, batch: int = 500
                ) -> dict[str, Any]:
-    """Add synthetic papers until the store holds `n_synthetic` of them (plus the real ones), then
-    rebuild BM25. Returns what it cost."""
-    from assistant.lexical import build_bm25, persist_bm25
+    """Add synthetic papers until the store holds `n_synthetic` of them (plus the real ones), each
+    batch written to the store and then to the lexical index, committed at the end, as an ingest
+    does. Returns what it cost."""
+    from assistant.lexical import LexicalUpdate, index_is_fresh, rebuild, store_stamp
     from assistant.store import PaperStore
 
     store = PaperStore(settings)
@@ -165,8 +167,10 @@ def grow_store(settings: Any, bank: SentenceBank, n_synthetic: int, batch: int =
     chunks_before = store.count_chunks()
     disk_before = du(settings.store_dir)
     started = time.perf_counter()
-    make_s = write_s = 0.0
+    make_s = write_s = lexical_s = commit_s = 0.0
     if have < n_synthetic:
+        in_step = index_is_fresh(settings, store)
+        update = LexicalUpdate(settings) if in_step else None
         generation = store.generation + 1
         store.set_manifest(generation=generation, dirty=True)
         for start in range(have, n_synthetic, batch):
@@ -177,13 +181,21 @@ def grow_store(settings: Any, bank: SentenceBank, n_synthetic: int, batch: int =
             t = time.perf_counter()
             store.write_papers(items)
             write_s += time.perf_counter() - t
+            if update is not None:
+                t = time.perf_counter()
+                update.add_nodes([(paper, nodes) for paper, nodes, _ in items])
+                lexical_s += time.perf_counter() - t
             meta_path.write_text(json.dumps({"synthetic": stop}))
             if (stop // batch) % 20 == 0:
-                log(f"synthetic: {stop}/{n_synthetic} papers written ({write_s:.0f}s in Chroma)")
+                log(f"synthetic: {stop}/{n_synthetic} papers written ({write_s:.0f}s in Chroma, "
+                    f"{lexical_s:.0f}s in the lexical index)")
         store.set_manifest(generation=generation, dirty=False)
-    t = time.perf_counter()
-    persist_bm25(build_bm25(store, settings.bm25_candidates), store, settings.bm25_dir)
-    bm25_s = time.perf_counter() - t
+        t = time.perf_counter()
+        if update is not None:
+            update.commit(store_stamp(store, store.paper_hashes()))
+        else:
+            rebuild(settings, store)
+        commit_s = time.perf_counter() - t
     return {
         "synthetic_added": n_synthetic - have,
         "papers": store.count_papers(),
@@ -191,15 +203,27 @@ def grow_store(settings: Any, bank: SentenceBank, n_synthetic: int, batch: int =
         "chunks_added": store.count_chunks() - chunks_before,
         "generate_s": round(make_s, 2),
         "chroma_write_s": round(write_s, 2),
-        "bm25_build_s": round(bm25_s, 2),
+        "lexical_write_s": round(lexical_s, 2),
+        "lexical_commit_s": round(commit_s, 2),
         "total_s": round(time.perf_counter() - started, 2),
         "disk_bytes": du(settings.store_dir),
         "disk_added_bytes": du(settings.store_dir) - disk_before,
+        "lexical_disk_bytes": du(settings.lexical_path),
     }
 
 
+def write_corpus(bank: SentenceBank, start: int, stop: int, path: Path) -> Path:
+    """Synthetic papers [start, stop) as a JSONL corpus file, for a real ingest (model embedding)."""
+    rows = []
+    for i in range(start, stop):
+        title, abstract, _ = synthetic_paper(bank, i)
+        rows.append(json.dumps({"title": title, "abstract": abstract}) + "\n")
+    path.write_text("".join(rows), encoding="utf-8")
+    return path
+
+
 def copy_store(src: Path, dst: Path) -> None:
-    """A store directory copied whole (Chroma files, BM25, synthetic marker)."""
+    """A store directory copied whole (Chroma files, lexical index, synthetic marker)."""
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".ingest.lock"))
 

@@ -103,7 +103,7 @@ def test_ingest_into_a_chroma_server(chroma_server, tmp_path):
     first = ingest(settings, files, progress=False)
     assert (first.papers_added, first.papers_total, first.chunks_total) == (N, N, n_chunks)
 
-    # The records live on the server; locally there is only the BM25 index and the lock.
+    # The records live on the server; locally there is only the lexical index and the lock.
     assert not (settings.store_dir / "chroma.sqlite3").exists()
     assert (chroma_server.path / "chroma.sqlite3").exists()
     store = PaperStore(settings)
@@ -111,7 +111,7 @@ def test_ingest_into_a_chroma_server(chroma_server, tmp_path):
     assert (store.count_papers(), store.count_chunks()) == (N, n_chunks)
     chunks = store_chunks(settings)
     assert {pid: [chunks[pid][cid][0] for cid in sorted(chunks[pid])] for pid in chunks} == expected
-    assert lexical.bm25_is_fresh(store, settings.bm25_dir)
+    assert lexical.index_is_fresh(settings, store)
 
     # Idempotent: nothing rewritten, same chunk ids, same generation.
     second = ingest(settings, files, progress=False)
@@ -159,3 +159,53 @@ def test_an_unreachable_server_is_a_store_error(chroma_server, tmp_path):
         ingest(settings, [corpus], progress=False)
     assert caught.value.status == 503
     assert chroma_server.url in str(caught.value)
+
+
+def test_replicas_share_one_lexical_index_read_only(chroma_server, tmp_path):
+    """One writer (the ingest host) and a replica app on the same server and the same lexical
+    index directory: the replica opens the index without building anything, never writes it (not
+    even when it finds it behind the store), and sees a later ingest without a restart."""
+    from assistant.engine import Engine
+
+    shared = tmp_path / "shared-lexical"
+    writer = make_settings(tmp_path / "writer", embed_backend="hash", chroma_url=chroma_server.url,
+                           lexical_dir=shared)
+    replica = make_settings(tmp_path / "replica", embed_backend="hash", chroma_url=chroma_server.url,
+                            lexical_dir=shared, lexical_read_only=True, sentence_cache_max_papers=0)
+    papers = make_papers(N, seed=5)
+    ingest(writer, [write_listing(tmp_path / "a.txt", papers)], progress=False)
+
+    def files() -> dict[str, float]:
+        return {p.name: p.stat().st_mtime_ns for p in shared.iterdir() if not p.name.startswith(".")}
+
+    before = files()
+    engine = Engine(replica)
+    assert engine.retriever.generation == PaperStore(replica).generation == 1
+    own = Engine(writer.model_copy(update={"sentence_cache_max_papers": 0}))
+    for title, _ in papers[:4]:  # the replica answers as the writer's own app does
+        assert [h.paper_id for h in engine.search(title).papers] == \
+            [h.paper_id for h in own.search(title).papers]
+    assert files() == before
+    assert not (tmp_path / "replica" / "lexical").exists()
+
+    # The writer adds a paper: the replica's next question sees it, in BM25 and by name.
+    new = ("Quorvexal-7: wombat telemetry", "Quorvexal-7 tracks wombats with collars.")
+    ingest(writer, [write_jsonl(tmp_path / "b.jsonl", [{"title": new[0], "abstract": new[1]}])],
+           progress=False)
+    result = engine.search("What does Quorvexal-7 track?")
+    assert result.papers[0].title == new[0] and [e.title for e in result.entities] == [new[0]]
+    assert engine.retriever.generation == 2
+
+    # A store written behind the index's back: the replica uses the index as it is, writes nothing,
+    # and looks again at its next question.
+    after = files()
+    sneaky = PaperStore(writer)
+    sneaky.set_manifest(generation=sneaky.generation + 1, dirty=False)
+    engine.search("anything")
+    assert engine.retriever.generation == -1 and files() == after
+    assert engine.search("What does Quorvexal-7 track?").papers[0].title == new[0]
+    # The writer's next ingest brings the index in step, and the replica follows.
+    ingest(writer, [write_jsonl(tmp_path / "b.jsonl", [{"title": new[0], "abstract": new[1]}])],
+           progress=False)
+    engine.search("anything")
+    assert engine.retriever.generation == PaperStore(replica).generation == 4

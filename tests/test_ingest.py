@@ -1,9 +1,11 @@
 """Ingestion into the local Chroma store: all-or-nothing validation, idempotence, updates, pruning,
-rebuilds, compatibility, deterministic chunks, the BM25 index kept in step, and the ingest lock."""
+rebuilds, compatibility, deterministic chunks, the lexical index (BM25) kept in step, and the ingest
+lock."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -65,7 +67,7 @@ def snapshot(settings: Settings) -> dict:
                              strict=True)),
         "chunks": {pid: sorted(chunks.items()) for pid, chunks in store_chunks(settings).items()},
         "manifest": store.manifest,
-        "stamp": lexical._read_stamp(settings.bm25_dir),
+        "stamp": lexical.LexicalIndex(settings.lexical_path).stamp(),
     }
 
 
@@ -103,7 +105,7 @@ def test_bad_file_in_multi_file_ingest_on_a_fresh_store_writes_nothing(
     store = PaperStore(settings)
     assert (store.count_papers(), store.count_chunks()) == (0, 0)
     assert store.manifest == {}
-    assert not settings.bm25_dir.exists()
+    assert not settings.lexical_path.exists()
 
 
 @pytest.mark.parametrize("bad_position", ["first", "last"])
@@ -288,7 +290,7 @@ def test_rebuild_starts_fresh(settings, papers, tmp_path):
     store = PaperStore(settings)
     assert store.generation == 1
     assert_store_matches(settings, [second])
-    assert lexical.bm25_is_fresh(store, settings.bm25_dir)
+    assert lexical.index_is_fresh(settings, store)
 
 
 def test_rebuilding_one_store_keeps_another_stores_open_client_current(tmp_path, papers):
@@ -451,28 +453,66 @@ def test_every_real_embedded_text_fits_the_model_window(corpus_store):
                for p in papers) == len(nodes)
 
 
-# --- BM25 in step ----------------------------------------------------------------------------
+# --- the lexical index (BM25) in step ------------------------------------------------------------
 
 
-def _hits(retriever, query: str) -> list[str]:
-    return [h.node.node_id for h in retriever.retrieve(query) if (h.score or 0) > 0]
+def _hits(settings: Settings, query: str) -> list[str]:
+    return [h.node.node_id for h in lexical.LexicalIndex(settings.lexical_path).bm25(query, 5)]
 
 
-def test_bm25_stamp_follows_every_ingest_that_changes_the_store(settings, corpus, papers):
+def _open(settings: Settings) -> bool:
+    """Open the index as the app does (repairing it if stale); whether it matched the store."""
+    return lexical.open_index(settings, PaperStore(settings))[1]
+
+
+def _count_rebuilds(monkeypatch) -> list[int]:
+    builds: list[int] = []
+    real = lexical.rebuild
+    monkeypatch.setattr(lexical, "rebuild", lambda *a: builds.append(1) or real(*a))
+    monkeypatch.setattr("assistant.ingest.rebuild_lexical", lexical.rebuild)
+    return builds
+
+
+def test_index_stamp_follows_every_ingest_that_changes_the_store(settings, corpus, papers):
     run(settings, [corpus])
     store = PaperStore(settings)
-    stamp = lexical._read_stamp(settings.bm25_dir)
-    assert stamp == lexical._stamp(store) and stamp["generation"] == 1
-    assert lexical.bm25_is_fresh(store, settings.bm25_dir)
+    stamp = lexical.LexicalIndex(settings.lexical_path).stamp()
+    assert stamp == lexical.store_stamp(store, store.paper_hashes()) and stamp["generation"] == 1
+    assert lexical.index_is_fresh(settings, store)
 
     edited = [(papers[0][0], "Completely new abstract about axolotl regeneration."), *papers[1:]]
     write_listing(corpus, edited)
     run(settings, [corpus])
     store = PaperStore(settings)
-    stamp = lexical._read_stamp(settings.bm25_dir)
-    assert stamp["generation"] == 2 and stamp == lexical._stamp(store)
-    retriever = lexical.load_bm25(store, settings.bm25_dir, 5)
-    assert _hits(retriever, "axolotl")[:1] == [chunk_id(paper_id(papers[0][0]), 0)]
+    stamp = lexical.LexicalIndex(settings.lexical_path).stamp()
+    assert stamp["generation"] == 2 and stamp == lexical.store_stamp(store, store.paper_hashes())
+    assert _hits(settings, "axolotl")[:1] == [chunk_id(paper_id(papers[0][0]), 0)]
+    # The old text of the edited paper is gone from the index, not only outranked.
+    old_words = set(papers[0][1].lower().split()) - {w for _, a in papers[1:] for w in a.lower().split()}
+    for word in old_words:
+        assert not _hits(settings, word.strip(".")), word
+
+
+def test_an_ingest_writes_only_the_papers_it_changes(settings, corpus, papers, monkeypatch):
+    """Incremental: adding a paper adds its documents to the index; nothing is rebuilt."""
+    run(settings, [corpus])
+    builds = _count_rebuilds(monkeypatch)
+    added: list[str] = []
+    real_add = lexical.LexicalUpdate.add_papers
+
+    def add_papers(self, records):
+        records = list(records)
+        added.extend(r.paper_id for r in records)
+        return real_add(self, records)
+
+    monkeypatch.setattr(lexical.LexicalUpdate, "add_papers", add_papers)
+    extra = write_listing(corpus.with_name("extra.txt"), [("Tapir Telemetry", "Tapir gait sensors.")])
+    summary = run(settings, [corpus, extra])
+    assert summary.papers_added == 1 and builds == []
+    assert added == [paper_id("Tapir Telemetry")]
+    assert _hits(settings, "tapir")[:1] == [chunk_id(paper_id("Tapir Telemetry"), 0)]
+    assert lexical.index_is_fresh(settings, PaperStore(settings))
+    assert lexical.LexicalIndex(settings.lexical_path).count_chunks() == PaperStore(settings).count_chunks()
 
 
 def _sneak_in(settings: Settings, paper: Paper) -> list[str]:
@@ -488,90 +528,113 @@ def _paper(title: str, abstract: str) -> Paper:
     return Paper(id=paper_id(title), title=title, abstract=abstract, source="test")
 
 
-def test_bm25_detects_a_write_behind_its_back_and_rebuilds(settings, corpus):
+def test_the_index_detects_a_write_behind_its_back_and_rebuilds(settings, corpus, monkeypatch):
     run(settings, [corpus])
     ids = _sneak_in(settings, _paper("Sneaky Paper", "Capybara telemetry in intensive care."))
     store = PaperStore(settings)
-    assert not lexical.bm25_is_fresh(store, settings.bm25_dir)
-    retriever = lexical.load_bm25(store, settings.bm25_dir, 5)
-    assert _hits(retriever, "capybara telemetry")[:1] == ids
-    assert lexical.bm25_is_fresh(store, settings.bm25_dir)  # the rebuilt index was saved
-    # ...and a later load uses the saved index, which includes the chunk.
-    assert _hits(lexical.load_bm25(store, settings.bm25_dir, 5), "capybara")[:1] == ids
+    assert not lexical.index_is_fresh(settings, store)
+    builds = _count_rebuilds(monkeypatch)
+    assert _open(settings) and builds == [1]
+    assert _hits(settings, "capybara telemetry")[:1] == ids
+    assert lexical.index_is_fresh(settings, store)  # the rebuilt index was committed
+    # ...and a later open uses it as it is.
+    assert _open(settings) and builds == [1]
+    assert _hits(settings, "capybara")[:1] == ids
 
 
-def test_bm25_detects_a_same_size_rewrite_behind_its_back(settings, corpus):
+def test_a_same_size_rewrite_behind_its_back_is_caught_by_the_next_ingest(settings, corpus, monkeypatch):
     """A one-chunk paper rewritten as another one-chunk paper changes neither the generation nor
-    the chunk count; the index must still not be used stale."""
+    the chunk count. Opening the store does not read every paper record, so it cannot tell; the
+    next ingest, which reads them anyway, does, and rebuilds the index."""
     run(settings, [corpus])
     single = next(p for p in load_papers([corpus]).papers
                   if len(store_chunk_texts(settings)[p.id]) == 1)
     ids = _sneak_in(settings, _paper(single.title, "Okapi gait analysis with wearable sensors."))
     assert ids == [chunk_id(single.id, 0)]
     store = PaperStore(settings)
-    assert store.count_chunks() == lexical._read_stamp(settings.bm25_dir)["chunks"]
-    assert store.generation == lexical._read_stamp(settings.bm25_dir)["generation"]
-    assert not lexical.bm25_is_fresh(store, settings.bm25_dir)
-    assert _hits(lexical.load_bm25(store, settings.bm25_dir, 5), "okapi gait")[:1] == ids
-
-
-def test_bm25_rebuilds_when_the_stamp_was_tampered_with(settings, corpus, monkeypatch):
-    run(settings, [corpus])
-    store = PaperStore(settings)
-    stamp_file = settings.bm25_dir / lexical.STAMP
-    good = json.loads(stamp_file.read_text())
-    builds = []
-    real_build = lexical.build_bm25
-    monkeypatch.setattr(lexical, "build_bm25", lambda *a: builds.append(1) or real_build(*a))
-
-    assert lexical.load_bm25(store, settings.bm25_dir, 5) is not None
-    assert builds == []  # a fresh index is loaded, not rebuilt
-
-    stamp_file.write_text(json.dumps({**good, "generation": good["generation"] + 5}))
-    retriever = lexical.load_bm25(store, settings.bm25_dir, 5)
+    stamp = lexical.LexicalIndex(settings.lexical_path).stamp()
+    assert (store.count_chunks(), store.generation) == (stamp["chunks"], stamp["generation"])
+    assert not lexical.index_is_fresh(settings, store)
+    builds = _count_rebuilds(monkeypatch)
+    extra = write_listing(corpus.with_name("extra.txt"), [("Tapir Telemetry", "Tapir gait sensors.")])
+    run(settings, [corpus, extra])
     assert builds == [1]
-    assert json.loads(stamp_file.read_text()) == good
-    assert _hits(retriever, "segmentation")
-
-    stamp_file.write_text("{not json")
-    lexical.load_bm25(store, settings.bm25_dir, 5)
-    assert builds == [1, 1]
-    assert json.loads(stamp_file.read_text()) == good
-
-
-def test_bm25_rebuilds_a_damaged_index(settings, corpus):
-    run(settings, [corpus])
-    for entry in settings.bm25_dir.iterdir():
-        if entry.name != lexical.STAMP and entry.is_file():
-            entry.unlink()
     store = PaperStore(settings)
-    retriever = lexical.load_bm25(store, settings.bm25_dir, 5)
-    assert retriever is not None and _hits(retriever, "segmentation")
+    assert lexical.index_is_fresh(settings, store)
+    assert not _hits(settings, "okapi")  # the corpus's own text is back, in the store and the index
+    assert _hits(settings, "tapir")
 
 
-def test_ingest_repairs_a_stale_bm25_even_when_no_paper_changed(settings, corpus):
+def test_the_index_is_rebuilt_when_its_stamp_does_not_match(settings, corpus, monkeypatch):
+    run(settings, [corpus])
+    store = PaperStore(settings)
+    good = lexical.LexicalIndex(settings.lexical_path).stamp()
+    builds = _count_rebuilds(monkeypatch)
+    assert _open(settings) and builds == []  # a fresh index is opened, not rebuilt
+
+    update = lexical.LexicalUpdate(settings)
+    update.commit({**good, "generation": good["generation"] + 5})
+    assert _open(settings) and builds == [1]
+    assert lexical.LexicalIndex(settings.lexical_path).stamp() == good
+    assert _hits(settings, "segmentation")
+
+    # No stamp at all (an index written by something else): rebuilt too.
+    update = lexical.LexicalUpdate(settings)
+    update.writer.delete_documents_by_term("kind", lexical.STAMP_KIND)
+    update.writer.commit()
+    update.close()
+    assert lexical.LexicalIndex(settings.lexical_path).stamp() == {}
+    assert _open(settings) and builds == [1, 1]
+    assert lexical.LexicalIndex(settings.lexical_path).stamp() == good
+    assert store.count_chunks() == lexical.LexicalIndex(settings.lexical_path).count_chunks()
+
+
+def _damage(settings: Settings) -> None:
+    """Delete the index's segment files, leaving its metadata naming them."""
+    for entry in settings.lexical_path.iterdir():
+        if entry.is_file() and re.fullmatch(r"[0-9a-f]{32}\..*", entry.name):
+            entry.unlink()
+
+
+def test_a_damaged_index_is_rebuilt(settings, corpus):
+    run(settings, [corpus])
+    _damage(settings)
+    assert not lexical.LexicalIndex(settings.lexical_path).exists  # unreadable
+    assert _open(settings)
+    assert _hits(settings, "segmentation")
+
+
+def test_ingest_repairs_a_stale_index_even_when_no_paper_changed(settings, corpus):
     run(settings, [corpus])
     ids = _sneak_in(settings, _paper("Sneaky Paper", "Capybara telemetry in intensive care."))
     summary = run(settings, [corpus])
     assert summary.papers_unchanged == N and summary.papers_added == 0
     store = PaperStore(settings)
     assert store.generation == 2
-    assert lexical.bm25_is_fresh(store, settings.bm25_dir)
-    assert _hits(lexical.BM25Retriever.from_persist_dir(str(settings.bm25_dir)), "capybara")[:1] == ids
+    assert lexical.index_is_fresh(settings, store)
+    assert _hits(settings, "capybara")[:1] == ids
 
 
-def test_bm25_survives_a_leftover_old_index_folder(settings, corpus, papers):
-    """A crash while swapping in a new index can leave `bm25.old` behind; the next swap must not
-    fail on it."""
+def test_a_damaged_index_is_rebuilt_beside_a_leftover_old_folder(settings, corpus):
+    """A crash while swapping in an index built anew can leave `lexical.old` behind; the next swap
+    must not fail on it."""
     run(settings, [corpus])
-    leftover = settings.bm25_dir.with_name(settings.bm25_dir.name + ".old")
+    leftover = settings.lexical_path.with_name(settings.lexical_path.name + ".old")
     leftover.mkdir()
     (leftover / "stale-file").write_text("x")
-    write_listing(corpus, [(papers[0][0], "Narwhal tusk imaging."), *papers[1:]])
-    run(settings, [corpus])
-    store = PaperStore(settings)
-    assert lexical.bm25_is_fresh(store, settings.bm25_dir)
+    _damage(settings)
+    assert _open(settings)
+    assert _hits(settings, "segmentation")
     assert not leftover.exists()
+
+
+def test_an_index_folder_holding_other_files_is_never_replaced(settings, corpus):
+    run(settings, [corpus])
+    _damage(settings)
+    (settings.lexical_path / "thesis.tex").write_text("do not delete")
+    with pytest.raises(StoreError, match="refusing"):
+        _open(settings)
+    assert (settings.lexical_path / "thesis.tex").read_text() == "do not delete"
 
 
 # --- concurrency -----------------------------------------------------------------------------

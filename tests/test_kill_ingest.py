@@ -3,9 +3,9 @@
 A child process runs assistant.ingest.ingest (hash embedder, batches of 8 papers) and reports each
 written batch on stdout; the test kills it at random points between and inside batch writes, and at
 points made certain by fault injection in the child: after a batch's chunks are written but before
-its paper records (orphan chunks), and after the store is marked clean but before the BM25 index is
-saved (a stale BM25 index). A normal ingest afterwards must leave exactly the corpus: every paper,
-every chunk, no duplicates, no leftovers, BM25 in step.
+its paper records (orphan chunks), and after the store is marked clean but before the lexical index
+commits (a stale index). A normal ingest afterwards must leave exactly the corpus: every paper,
+every chunk, no duplicates, no leftovers, the index in step.
 """
 
 from __future__ import annotations
@@ -56,11 +56,15 @@ CHILD = textwrap.dedent("""
                 time.sleep(60)
             return ids
         ChromaVectorStore.add = add
-    if mode == "before-bm25":
-        def persist(*args, **kwargs):
-            say("before-bm25")
+    if mode == "before-index":
+        # Stop (until killed) when the store is written and clean, before the lexical index commits
+        # (incrementally, or after a rebuild from the store).
+        import assistant.lexical as lexical_mod
+        def stop(*args, **kwargs):
+            say("before-index")
             time.sleep(60)
-        ingest_mod.persist_bm25 = persist
+        lexical_mod.LexicalUpdate.commit = stop
+        ingest_mod.rebuild_lexical = stop
 
     say("started")
     ingest_mod.ingest(settings, [corpus], prune=True, progress=False,
@@ -120,9 +124,10 @@ def assert_store_is_exactly(settings, corpus: Path) -> None:
                                  for i in range(len(c)))
     assert store_chunk_texts(settings) == expected  # every paper's chunks complete and current
     assert not store.dirty
-    assert lexical.bm25_is_fresh(store, settings.bm25_dir)
-    retriever = lexical.BM25Retriever.from_persist_dir(str(settings.bm25_dir))
-    assert len(retriever.corpus) == len(ids)
+    assert lexical.index_is_fresh(store.settings, store)
+    index = lexical.LexicalIndex(store.settings.lexical_path)
+    assert len(index) == len(ids)
+    assert all(index.node(cid) is not None for cid in ids)
 
 
 def test_sigkilled_ingests_are_completed_exactly_by_the_next_one(tmp_path):
@@ -170,15 +175,15 @@ def test_sigkilled_ingests_are_completed_exactly_by_the_next_one(tmp_path):
     time.sleep(rng.uniform(0, 0.05))
     interrupted += child.kill()
 
-    # 4. Killed after the store is written and marked clean, before the BM25 index is saved.
-    child = Child(settings.store_dir, corpus, "before-bm25")
-    child.wait_for("before-bm25")
+    # 4. Killed after the store is written and marked clean, before the lexical index commits.
+    child = Child(settings.store_dir, corpus, "before-index")
+    child.wait_for("before-index")
     interrupted += child.kill()
     store = PaperStore(settings)
     assert not store.dirty
-    assert not lexical.bm25_is_fresh(store, settings.bm25_dir)
+    assert not lexical.index_is_fresh(settings, store)
 
-    # 5. One more random kill anywhere in a run that has (at most) the BM25 index left to do.
+    # 5. One more random kill anywhere in a run that has (at most) the lexical index left to do.
     child = Child(settings.store_dir, corpus)
     child.wait_for("started")
     time.sleep(rng.uniform(0, 1.0))

@@ -1,7 +1,8 @@
-"""The fast paths of issue 7 give the same answers as the slow ones they replace: the in-memory
-verbatim index versus Chroma's `$contains`, chunks by id versus a `where` scan, cached name
-resolution, the persisted sentence cache and its background warm-up, single-threaded query
-embedding. No timing is asserted here (speed is measured by bench/)."""
+"""The fast paths of issues 7 and 18 give the same answers as the slow ones they replace: verbatim
+search in the lexical index versus Chroma's `$contains`, chunks by id versus a `where` scan, name
+resolution from the index on disk versus the in-memory title index (and that versus a scan of every
+title), cached name resolution, the persisted sentence cache and its background warm-up,
+single-threaded query embedding. No timing is asserted here (speed is measured by bench/)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from assistant.corpus import load_papers, normalize_title
 from assistant.embedding import HashEmbedder
 from assistant.engine import SENTENCE_CACHE, Engine
 from assistant.ingest import ingest
-from assistant.lexical import VerbatimIndex, load_bm25
+from assistant.lexical import LexicalIndex
+from assistant.name_index import IndexedTitles
 from assistant.retrieval import case_variants, key_phrases, literal_terms, term_variants
 from assistant.settings import BUNDLED_CORPUS, Settings
 from assistant.store import PaperStore
@@ -51,7 +53,7 @@ def _spellings() -> list[str]:
 
 def test_verbatim_index_matches_chroma_contains(hash_corpus: Settings) -> None:
     store = PaperStore(hash_corpus)
-    index = VerbatimIndex.from_bm25(load_bm25(store, hash_corpus.bm25_dir, 60))
+    index = LexicalIndex(hash_corpus.lexical_path)
     assert len(index) == store.count_chunks()
     for spelling in _spellings():
         for limit in (100, 3):
@@ -60,9 +62,57 @@ def test_verbatim_index_matches_chroma_contains(hash_corpus: Settings) -> None:
             assert index.contains(spelling, limit) == expected, (spelling, limit)
 
 
-def test_verbatim_index_of_an_empty_store() -> None:
-    index = VerbatimIndex.from_bm25(None)
+def test_verbatim_index_of_an_empty_store(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "none")
     assert len(index) == 0 and index.contains("anything", 10) == []
+    assert index.bm25("anything", 10) == [] and not IndexedTitles(index).resolve("SegMamba")
+
+
+def test_verbatim_search_after_updates_matches_chroma_contains(tmp_path: Path) -> None:
+    """Papers rewritten and removed by later ingests: the index's words and store order follow."""
+    from fixtures_corpus import make_papers, write_listing
+
+    settings = make_settings(tmp_path / "store", embed_backend="hash", ingest_batch_papers=3)
+    papers = make_papers(12, seed=3)
+    corpus = write_listing(tmp_path / "c.txt", papers)
+    ingest(settings, [corpus], progress=False)
+    edited = [(t, a.replace("segmentation", "SegZebra-3 segmentation")) for t, a in papers[:4]]
+    write_listing(corpus, [*edited, *papers[6:]])
+    ingest(settings, [corpus], prune=True, progress=False)
+    store = PaperStore(settings)
+    index = LexicalIndex(settings.lexical_path)
+    assert len(index) == store.count_chunks()
+    for spelling in ["SegZebra", "Zebra-3", "segmentation", "Segmentation", "ation", "Paper study1",
+                     "study4", "radiology", "cohort tumour", "a", "ebr"]:
+        for limit in (100, 3):
+            expected = store.chunks.get(where_document={"$contains": spelling}, limit=limit,
+                                        include=[])["ids"]
+            assert index.contains(spelling, limit) == expected, (spelling, limit)
+
+
+def test_bm25_terms_are_the_ones_bm25s_made(hash_corpus: Settings) -> None:
+    """The index tokenises for BM25 as bm25s did through llama-index (runs of two or more word
+    characters, lower case, its English stop words out) and stems with Snowball English, so BM25
+    ranks by the same terms: the same words as bm25s, the same stems but for the few words newer
+    Snowball versions conflate more ("international" / "intern"), and the index holds exactly them."""
+    import bm25s
+    import Stemmer
+
+    from assistant.lexical import bm25_analyzer
+
+    store = PaperStore(hash_corpus)
+    texts = [f"{(meta or {}).get('title', '')}\n\n{doc}"
+             for page in store._pages(store.chunks, ["documents", "metadatas"])
+             for doc, meta in zip(page["documents"], page["metadatas"], strict=True)]
+    words = set(bm25s.tokenize(texts, stopwords="en", stemmer=None, show_progress=False).vocab)
+    plain = bm25_analyzer(stem=False)
+    assert {w for text in texts for w in plain.analyze(text)} == words
+    stem, py_stem = bm25_analyzer(), Stemmer.Stemmer("english")
+    differ = {w for w in words if stem.analyze(w) != [py_stem.stemWord(w)]}
+    assert len(differ) <= 0.01 * len(words), sorted(differ)
+    searcher = LexicalIndex(hash_corpus.lexical_path).searcher()
+    assert {term for term, _ in searcher.terms_with_prefix("body", "")} == \
+        {s for w in words for s in stem.analyze(w)}
 
 
 def test_paper_chunks_by_id_match_the_where_scan(hash_corpus: Settings) -> None:
@@ -201,11 +251,55 @@ def _resolve_by_scanning(index: TitleIndex, question: str, threshold: float) -> 
 def test_name_lookup_finds_what_scanning_every_title_finds() -> None:
     """The dictionary lookups of TitleIndex.resolve against a scan of every alias and name, on the
     dev questions and on each real title's names written with typos, other case and separators."""
-    import random
-
     records = load_papers([BUNDLED_CORPUS]).papers
     index = TitleIndex({p.id: p.title for p in records},
                        {p.id: f"{p.title}\n{p.abstract}" for p in records})
+    for q in _resolution_questions(index, records):
+        for threshold in (0.88, 0.8):
+            got = {(m.paper_id, m.exact) for m in index.resolve(q, threshold)}
+            assert got == _resolve_by_scanning(index, q, threshold), q
+
+
+def test_a_copied_local_store_keeps_its_lexical_index(hash_corpus: Settings, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index's stamp of a local store does not name its path: a copy (or the same store opened
+    by another path) uses the saved index instead of rebuilding it."""
+    import shutil
+
+    from assistant import lexical
+
+    copy = tmp_path / "copy"
+    shutil.copytree(hash_corpus.store_dir, copy, ignore=shutil.ignore_patterns(".ingest.lock"))
+    settings = hash_corpus.model_copy(update={"store_dir": copy})
+    monkeypatch.setattr(lexical, "rebuild", lambda *a: pytest.fail("rebuilt a fresh index"))
+    index, fresh = lexical.open_index(settings, PaperStore(settings))
+    assert fresh and index.path == copy / "lexical"
+    assert lexical.index_is_fresh(settings, PaperStore(settings))
+
+
+def test_titles_in_the_index_match_the_paper_records(hash_corpus: Settings) -> None:
+    from tantivy import Occur, Query
+
+    from assistant.lexical import SCHEMA
+    from assistant.titles import mention_words
+
+    engine = Engine(hash_corpus)
+    records = engine.store.all_papers()
+    titles = engine.retriever.titles.titles
+    assert dict(titles) == {r.id: r.title for r in records}
+    assert len(titles) == len(records) and "no-such-paper" not in titles
+    searcher = engine.retriever.lexical.searcher()
+    for r in records[:40]:  # every word of the title and abstract counts as the paper's mention
+        for word in sorted(mention_words([r.title, r.abstract])):
+            query = Query.boolean_query([
+                (Occur.Must, Query.term_query(SCHEMA, "paper_id", r.id, index_option="basic")),
+                (Occur.Must, Query.term_query(SCHEMA, "mention", word, index_option="basic"))])
+            assert searcher.search(query, limit=1).count == 1, (r.title, word)
+
+
+def _resolution_questions(index: TitleIndex, records: list) -> list[str]:
+    import random
+
     rng = random.Random(7)
     questions = [json.loads(line)["question"]
                  for line in (DATA / "dev_questions.jsonl").read_text().splitlines() if line.strip()]
@@ -216,32 +310,24 @@ def test_name_lookup_finds_what_scanning_every_title_finds() -> None:
                       f"Is {alias.replace(' ', '-')} good", f"About {alias[:cut] + alias[cut + 1:]}.",
                       f"({alias[:doubled] + alias[doubled] + alias[doubled:]}) and x"]
     questions += [f'Summarise "{p.title}" please' for p in records[:20]]
-    for q in questions:
+    questions += [f"Compare {a.title} with {b.title}." for a, b in zip(records[20:30], records[30:40],
+                                                                       strict=True)]
+    return questions
+
+
+def test_names_resolved_from_the_index_match_the_title_index(hash_corpus: Settings) -> None:
+    """The lookups in the lexical index on disk resolve every question exactly as the in-memory
+    title index built from the same papers (which the next test checks against a scan)."""
+    records = load_papers([BUNDLED_CORPUS]).papers
+    memory = TitleIndex({p.id: p.title for p in records},
+                        {p.id: f"{p.title}\n{p.abstract}" for p in records},
+                        hash_corpus.alias_max_mention_share)
+    indexed = IndexedTitles(LexicalIndex(hash_corpus.lexical_path), hash_corpus.alias_max_mention_share)
+    for q in _resolution_questions(memory, records):
         for threshold in (0.88, 0.8):
-            got = {(m.paper_id, m.exact) for m in index.resolve(q, threshold)}
-            assert got == _resolve_by_scanning(index, q, threshold), q
-
-
-def test_a_copied_local_store_keeps_its_bm25_index(hash_corpus: Settings, tmp_path: Path) -> None:
-    """The BM25 stamp of a local store does not name its path: a copy (or the same store opened by
-    another path) uses the saved index instead of rebuilding it."""
-    import shutil
-
-    from assistant.lexical import bm25_is_fresh
-
-    copy = tmp_path / "copy"
-    shutil.copytree(hash_corpus.store_dir, copy, ignore=shutil.ignore_patterns(".ingest.lock"))
-    settings = hash_corpus.model_copy(update={"store_dir": copy})
-    assert bm25_is_fresh(PaperStore(settings), settings.bm25_dir)
-
-
-def test_titles_from_the_chunks_match_the_paper_records(hash_corpus: Settings) -> None:
-    engine = Engine(hash_corpus)
-    records = engine.store.all_papers()
-    titles, texts = engine.retriever.verbatim.papers()
-    assert titles == {r.id: r.title for r in records}
-    for r in records:  # every word of the abstract is in the chunks' text
-        assert set(r.abstract.split()) <= set(texts[r.id].split()), r.title
+            got = [(m.paper_id, m.exact, m.name, m.title) for m in indexed.resolve(q, threshold)]
+            want = [(m.paper_id, m.exact, m.name, m.title) for m in memory.resolve(q, threshold)]
+            assert got == want, q
 
 
 def test_a_term_in_more_chunks_than_are_fetched_ranks_nothing(hash_corpus: Settings) -> None:

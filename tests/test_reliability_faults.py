@@ -331,7 +331,7 @@ def test_two_ingests_at_once_wait_or_are_refused_and_the_store_stays_exact(tmp_p
 
 # --- missing or damaged store directory -----------------------------------------------------------
 def _damage(kind: str, store: Path) -> None:
-    segments = [p for p in store.iterdir() if p.is_dir() and p.name not in ("bm25",)]
+    segments = [p for p in store.iterdir() if p.is_dir() and p.name not in ("bm25", "lexical")]
     sqlite = store / "chroma.sqlite3"
     if kind == "missing directory":
         shutil.rmtree(store)
@@ -353,10 +353,10 @@ def _damage(kind: str, store: Path) -> None:
         for folder in segments:
             for f in folder.iterdir():
                 f.write_bytes(random.Random(4).randbytes(max(f.stat().st_size, 64)))
-    elif kind == "deleted BM25 index":
-        shutil.rmtree(store / "bm25")
-    elif kind == "garbled BM25 index":
-        for f in (store / "bm25").iterdir():
+    elif kind == "deleted lexical index":
+        shutil.rmtree(store / "lexical")
+    elif kind == "garbled lexical index":
+        for f in (store / "lexical").iterdir():
             if f.is_file():
                 f.write_bytes(b"\x00junk")
     elif kind == "stale lock file":
@@ -374,8 +374,8 @@ DAMAGE = [
     "deleted chroma.sqlite3",
     "deleted collection folders",
     "garbled collection files",
-    "deleted BM25 index",
-    "garbled BM25 index",
+    "deleted lexical index",
+    "garbled lexical index",
     "stale lock file",
 ]
 

@@ -245,11 +245,11 @@ def test_an_ingest_by_another_process_reaches_bm25_before_the_next_answer(tmp_pa
 def test_a_stale_bm25_index_on_disk_is_rebuilt_not_used(tmp_path):
     settings = make_settings(tmp_path / "store", embed_backend="hash")
     ingest(settings, [_write_jsonl(tmp_path / "a.jsonl", BASE)], progress=False)
-    stale = tmp_path / "stale-bm25"
-    shutil.copytree(settings.bm25_dir, stale)
+    stale = tmp_path / "stale-lexical"
+    shutil.copytree(settings.lexical_path, stale)
     ingest(settings, [_write_jsonl(tmp_path / "b.jsonl", [NEW])], progress=False)
     # Put the old index (with its old stamp) back, as a crash or a copied store would.
-    shutil.rmtree(settings.bm25_dir)
-    shutil.copytree(stale, settings.bm25_dir)
+    shutil.rmtree(settings.lexical_path)
+    shutil.copytree(stale, settings.lexical_path)
     retriever = Engine(settings).retriever
     assert _bm25_titles(retriever, "zorblax capybara")[:1] == [NEW[0]]

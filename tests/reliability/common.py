@@ -14,7 +14,7 @@ from typing import Any
 
 from assistant.chunks import chunk_paper
 from assistant.corpus import Paper
-from assistant.lexical import bm25_is_fresh
+from assistant.lexical import index_is_fresh
 from assistant.settings import Settings
 from assistant.store import PaperStore
 
@@ -104,7 +104,7 @@ class Snapshot:
     chunks: dict[str, int]  # paper id -> chunk count
     chunk_ids: frozenset[str]
     dirty: bool
-    bm25_fresh: bool
+    index_fresh: bool
 
     @property
     def n_chunks(self) -> int:
@@ -124,7 +124,7 @@ def snapshot(settings: Settings) -> Snapshot:
         dict(per_paper),
         frozenset(chunk_ids),
         store.dirty,
-        bm25_is_fresh(store, settings.bm25_dir),
+        index_is_fresh(settings, store),
     )
 
 
@@ -161,8 +161,8 @@ def differences(got: Snapshot, want: Snapshot) -> list[str]:
         )
     if got.dirty:
         problems.append("store left marked dirty")
-    if not got.bm25_fresh:
-        problems.append("BM25 index stale")
+    if not got.index_fresh:
+        problems.append("lexical index stale")
     return problems
 
 

@@ -103,7 +103,7 @@ class Zygote:
 
 def _phase(run_code: int, settings: Any, start_generation: int) -> str:
     """Where a kill landed, read from the store it left."""
-    from assistant.lexical import bm25_is_fresh
+    from assistant.lexical import index_is_fresh
     from assistant.store import PaperStore
 
     if run_code == 0:
@@ -113,16 +113,16 @@ def _phase(run_code: int, settings: Any, start_generation: int) -> str:
         return "while writing papers"
     if store.generation == start_generation:
         return "before the first write"
-    if not bm25_is_fresh(store, settings.bm25_dir):
-        return "after the writes, before the BM25 index"
-    return "after the BM25 index, before exit"
+    if not index_is_fresh(settings, store):
+        return "after the writes, before the lexical index"
+    return "after the lexical index, before exit"
 
 
 def kill_campaign(root: Path, points: int = 20, seed: int = 20, batch: int = 2) -> dict[str, Any]:
     """SIGKILL an ingest at `points` seeded moments, spread (stratified) over its measured duration,
     alternately on an empty store and on a copy of a store holding an older corpus (edits, papers
     to prune, new papers). After each kill, the next run (an ordinary ingest) must leave exactly
-    the corpus: the same paper ids, chunk ids and chunk texts, nothing else, BM25 in step."""
+    the corpus: the same paper ids, chunk ids and chunk texts, nothing else, the lexical index in step."""
     from assistant.corpus import load_papers
     from assistant.ingest import ingest
     from assistant.settings import Settings

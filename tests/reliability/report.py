@@ -128,7 +128,7 @@ def summary() -> str:
                 f"{kill['seed']}) of a {kill['papers']}-paper ingest, fresh and updating stores",
                 kill["points"],
                 f"landed: {phases}; {ok}/{kill['points']} next runs ended with exactly "
-                "the corpus's papers and chunks (ids, texts, no duplicates, BM25 fresh)",
+                "the corpus's papers and chunks (ids, texts, no duplicates, lexical index fresh)",
                 "nothing" if ok == kill["points"] else "SEE FAILURES",
             ]
         )

@@ -1,0 +1,191 @@
+"""At the largest store of a run (issue 18): what growing and sharing it costs.
+
+- **Ingest of new papers.** Synthetic abstracts the store does not hold yet, written to a JSONL file
+  and ingested by `assistant.ingest.ingest` with the real model, against raw embedding of the same
+  chunk texts (the floor) in the same process. The lexical index takes only the new papers' documents
+  (timed apart), so the ingest should cost their embedding plus a little, whatever the store's size.
+- **A full lexical rebuild** from the store: what a crash between the store's writes and the index's
+  commit costs the next ingest (or a copied store without its index costs the first start).
+- **Replicas on one Chroma server.** `chroma run` serves the same store directory; two `python
+  app.py` processes reach it by URL and share the store's lexical index read-only
+  (`ASSISTANT_LEXICAL_DIR`, `ASSISTANT_LEXICAL_READ_ONLY`), started one after the other: time to a
+  ready UI, memory of each app and of the server, a search through each.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    PYTHON,
+    ROOT,
+    chroma_server,
+    du,
+    free_port,
+    http_ok,
+    log,
+    make_settings,
+    mb,
+    proc_status,
+    ratio,
+    settings_env,
+    stop,
+    summary_ms,
+    tree_rss,
+)
+
+
+def ingest_new_papers(store_dir: Path, bank: Any, start: int, n: int, work: Path) -> dict[str, Any]:
+    """Ingest synthetic papers [start, start + n) into the store with the real model."""
+    from assistant import lexical
+    from assistant.chunks import chunk_paper, embed_text
+    from assistant.corpus import load_papers
+    from assistant.embedding import get_embedder
+    from assistant.ingest import ingest
+    from bench.ingest_bench import TimedEmbedder
+    from bench.synthetic import write_corpus
+
+    settings = make_settings(store_dir)
+    corpus = write_corpus(bank, start, start + n, work / f"new-{start}-{n}.jsonl")
+    papers = load_papers([corpus]).papers
+    texts = [embed_text(p.title, node.text) for p in papers
+             for node in chunk_paper(p, settings.chunk_size, settings.chunk_overlap)]
+    embedder = get_embedder(settings)
+    embedder.embed(["warm-up"])
+    timers = {"add": 0.0, "commit": 0.0, "hashes": 0.0}
+    real_add, real_commit = lexical.LexicalUpdate.add_papers, lexical.LexicalUpdate.commit
+
+    def add(self: Any, records: Any) -> None:
+        t = time.perf_counter()
+        try:
+            real_add(self, records)
+        finally:
+            timers["add"] += time.perf_counter() - t
+
+    def commit(self: Any, stamp: Any) -> None:
+        t = time.perf_counter()
+        try:
+            real_commit(self, stamp)
+        finally:
+            timers["commit"] += time.perf_counter() - t
+
+    from assistant.store import PaperStore
+
+    t = time.perf_counter()
+    PaperStore(settings).paper_hashes()  # what every ingest reads first (the store's paper records)
+    timers["hashes"] = time.perf_counter() - t
+
+    def raw() -> float:
+        t = time.perf_counter()
+        embedder.embed(texts)
+        return time.perf_counter() - t
+
+    raw_1 = raw()
+    timed = TimedEmbedder(embedder)
+    lexical.LexicalUpdate.add_papers, lexical.LexicalUpdate.commit = add, commit
+    try:
+        t = time.perf_counter()
+        summary = ingest(settings, [corpus], progress=False, embedder=timed)
+        ingest_s = time.perf_counter() - t
+    finally:
+        lexical.LexicalUpdate.add_papers, lexical.LexicalUpdate.commit = real_add, real_commit
+    raw_2 = raw()
+    raw_s = (raw_1 + raw_2) / 2
+    result = {
+        "papers": summary.papers_added,
+        "chunks": len(texts),
+        "store_papers_after": summary.papers_total,
+        "ingest_s": round(ingest_s, 2),
+        "ingest_embed_s": round(timed.seconds, 2),
+        "raw_embed_mean_s": round(raw_s, 2),
+        "ratio_vs_raw": ratio(ingest_s, raw_s),
+        "ratio_in_run": ratio(ingest_s, timed.seconds),
+        "lexical_add_s": round(timers["add"], 2),
+        "lexical_commit_s": round(timers["commit"], 2),
+        "read_paper_hashes_s": round(timers["hashes"], 2),
+        "other_s": round(ingest_s - timed.seconds - timers["add"] - timers["commit"], 2),
+    }
+    log(f"ingest of {n} new papers into {summary.papers_total - n:,}: {result}")
+    return result
+
+
+def time_rebuild(store_dir: Path) -> dict[str, Any]:
+    """The lexical index rebuilt whole from the store (what a crash before its commit costs)."""
+    from assistant.lexical import index_is_fresh, rebuild
+    from assistant.store import PaperStore, ingest_lock
+
+    settings = make_settings(store_dir)
+    store = PaperStore(settings)
+    with ingest_lock(settings):
+        t = time.perf_counter()
+        rebuild(settings, store)
+        seconds = time.perf_counter() - t
+    result = {"seconds": round(seconds, 2), "fresh_after": index_is_fresh(settings, store),
+              "index_mb": mb(du(settings.lexical_path))}
+    log(f"lexical rebuild: {result}")
+    return result
+
+
+def _search(port: int, question: str) -> dict[str, Any]:
+    q = urllib.parse.quote(question)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/search?q={q}&k=10", timeout=120) as r:
+        return json.loads(r.read())
+
+
+def replicas(store_dir: Path, work: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Two app processes on a Chroma server serving the store, sharing its lexical index read-only,
+    started one after the other."""
+    result: dict[str, Any] = {}
+    lexical_dir = store_dir / "lexical"
+    with chroma_server(store_dir, work / "replicas-chroma.log") as (url, server):
+        apps = []
+        try:
+            for name in ("replica-a", "replica-b"):
+                home = work / name
+                shutil.rmtree(home, ignore_errors=True)
+                port = free_port()
+                env = settings_env(home, chroma_url=url, port=port, auto_ingest="false",
+                                   sentence_cache_max_papers=0, lexical_dir=lexical_dir,
+                                   lexical_read_only="true")
+                log_file = (work / f"{name}.log").open("w")
+                t = time.perf_counter()
+                proc = subprocess.Popen([PYTHON, str(ROOT / "app.py")], env=env, cwd=ROOT,
+                                        stdout=log_file, stderr=subprocess.STDOUT)
+                app = {"name": name, "proc": proc, "port": port, "log": log_file}
+                apps.append(app)
+                while not http_ok(f"http://127.0.0.1:{port}/", 2):
+                    if proc.poll() is not None or time.perf_counter() - t > 600:
+                        raise RuntimeError(f"{name} did not start: "
+                                           f"{(work / (name + '.log')).read_text()[-2000:]}")
+                    time.sleep(0.1)
+                app["ready_s"] = round(time.perf_counter() - t, 2)
+                app["rss_ready_mb"] = mb(tree_rss(proc.pid))
+                log(f"{name} ready in {app['ready_s']}s")
+            for app in apps:
+                times = []
+                for row in questions:
+                    t = time.perf_counter()
+                    _search(app["port"], row["question"])
+                    times.append(time.perf_counter() - t)
+                app["search_ms"] = summary_ms(times)
+                app["peak_rss_mb"] = mb(proc_status(app["proc"].pid).get("VmHWM", 0))
+            result = {
+                "apps": [{k: a[k] for k in ("name", "ready_s", "rss_ready_mb", "peak_rss_mb",
+                                            "search_ms")} for a in apps],
+                "chroma_server_rss_mb": mb(tree_rss(server.pid)),
+                "same_first_paper": _search(apps[0]["port"], questions[0]["question"])["papers"][0]
+                == _search(apps[1]["port"], questions[0]["question"])["papers"][0],
+            }
+        finally:
+            for app in apps:
+                stop(app["proc"])
+                app["log"].close()
+    log(f"replicas: {result}")
+    return result
