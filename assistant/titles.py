@@ -56,8 +56,12 @@ def is_namelike(token: str) -> bool:
     return has_inner_upper or has_digit or token.endswith("+") or (token.isupper() and len(token) >= 3)
 
 
+NOT_COMPACT = re.compile(r"[^a-z0-9+]")
+TOKEN_PUNCTUATION = str.maketrans("", "", "-&.")  # what TOKEN lets inside a word, _compact drops
+
+
 def _compact(text: str) -> str:
-    return re.sub(r"[^a-z0-9+]", "", text.lower())
+    return NOT_COMPACT.sub("", text.lower())
 
 
 def _alias_pattern(alias: str) -> re.Pattern[str]:
@@ -79,15 +83,11 @@ def near_miss_words(question: str) -> list[re.Match[str]]:
 def mention_words(texts: Iterable[str]) -> set[str]:
     """The compacted words of a paper's texts (title, chunks): what its mentions of a name are
     counted by."""
-    compact: dict[str, str] = {}  # most tokens recur: compact each spelling once
-    words: set[str] = set()
+    tokens: set[str] = set()
     for text in texts:
-        for token in set(TOKEN.findall(text)):
-            word = compact.get(token)
-            if word is None:
-                word = compact[token] = _compact(token)
-            words.add(word)
-    return words
+        tokens.update(TOKEN.findall(text))
+    # A TOKEN holds ASCII letters, digits and "-+&." only: this is _compact, without a regex.
+    return {token.lower().translate(TOKEN_PUNCTUATION) for token in tokens}
 
 
 def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:

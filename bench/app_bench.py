@@ -37,13 +37,15 @@ def _post_json(url: str, payload: dict[str, Any], timeout: float = 120) -> dict[
 
 
 def run_app(store_dir: Path, questions: list[dict[str, Any]], *, log_path: Path,
-            timeout: float = 300, extra_env: dict[str, Any] | None = None) -> dict[str, Any]:
+            timeout: float = 300, extra_env: dict[str, Any] | None = None,
+            root: Path = ROOT) -> dict[str, Any]:
+    """`root`: the checkout whose app.py runs (another one for a before/after comparison)."""
     port = free_port()
     env = settings_env(store_dir, port=port, auto_ingest="false", **(extra_env or {}))
     base = f"http://127.0.0.1:{port}"
     with log_path.open("w") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen([PYTHON, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
+        proc = subprocess.Popen([PYTHON, str(root / "app.py")], cwd=root, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:
             while not http_ok(f"{base}/", 2):

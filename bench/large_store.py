@@ -6,6 +6,9 @@
   (timed apart), so the ingest should cost their embedding plus a little, whatever the store's size.
 - **A full lexical rebuild** from the store: what a crash between the store's writes and the index's
   commit costs the next ingest (or a copied store without its index costs the first start).
+- **The same app before this change** (`--baseline DIR`, a checkout of an earlier commit) on the
+  same store, in the same run: its first start rebuilds BM25 from the store (what it did after every
+  ingest), its second loads it and rebuilds the verbatim and title indexes in memory.
 - **Replicas on one Chroma server.** `chroma run` serves the same store directory; two `python
   app.py` processes reach it by URL and share the store's lexical index read-only
   (`ASSISTANT_LEXICAL_DIR`, `ASSISTANT_LEXICAL_READ_ONLY`), started one after the other: time to a
@@ -114,6 +117,24 @@ def ingest_new_papers(store_dir: Path, bank: Any, start: int, n: int, work: Path
     }
     log(f"ingest of {n} new papers into {summary.papers_total - n:,}: {result}")
     return result
+
+
+def baseline_app(store_dir: Path, root: Path, questions: list[dict[str, Any]], work: Path
+                 ) -> dict[str, Any]:
+    """The app of an earlier checkout on this store: started twice (the first start rebuilds its
+    BM25 index, the second loads it), then its files removed from the store."""
+    from bench.app_bench import run_app
+
+    out: dict[str, Any] = {"root": str(root)}
+    try:
+        for key in ("first_start", "second_start"):
+            out[key] = run_app(store_dir, questions, log_path=work / f"baseline-{key}.log",
+                               timeout=1800, root=root)
+    finally:
+        shutil.rmtree(store_dir / "bm25", ignore_errors=True)
+        shutil.rmtree(store_dir / "bm25.old", ignore_errors=True)
+    log(f"baseline app: {out}")
+    return out
 
 
 def time_rebuild(store_dir: Path) -> dict[str, Any]:
