@@ -120,10 +120,10 @@ def large_targets(r: dict[str, Any]) -> list[list[Any]]:
         rows.append([f"Second replica on the same Chroma server ready, {n} papers", "≤ 10 s",
                      f"{ready} s", _ok(ready, TARGETS["replica_ready_s"])])
     new = large.get("ingest_new") or {}
-    if new.get("ratio_vs_raw"):
+    if new.get("ratio_in_run"):
         rows.append([f"Adding {new['papers']:,} papers to {n}: ingest / their embedding", "≤ 1.5×",
-                     f"{new['ratio_vs_raw']}× ({new['ingest_s']} s)",
-                     _ok(new["ratio_vs_raw"], TARGETS["new_ingest_ratio"])])
+                     f"{new['ratio_in_run']}× ({new['ingest_s']} s)",
+                     _ok(new["ratio_in_run"], TARGETS["new_ingest_ratio"])])
     unit = r.get("per_10k") or {}
     if unit.get("app_peak_rss_mb") is not None:
         rows.append(["App memory growth per 10k papers", "≤ 60 MB", f"{unit['app_peak_rss_mb']} MB",
@@ -381,8 +381,8 @@ def largest_section(r: dict[str, Any]) -> list[str]:
     elif new:
         out += [
             f"**Adding {new['papers']:,} papers to the {n}-paper store** (`assistant.ingest.ingest`, "
-            f"real model, {new['chunks']:,} chunks), against raw embedding of the same chunk texts in "
-            f"the same process (mean of a run before and after):",
+            f"real model, {new['chunks']:,} chunks), with raw embedding of the same chunk texts run "
+            f"once afterwards in the same process:",
             "",
             *_table(["", "seconds"], [
                 ["ingest, all of it", new["ingest_s"]],
@@ -391,11 +391,11 @@ def largest_section(r: dict[str, Any]) -> list[str]:
                 ["of which lexical index: commit (and merges)", new["lexical_commit_s"]],
                 ["of which the rest (Chroma writes, chunking, reading the store's paper hashes, "
                  "bookkeeping)", new["other_s"]],
-                ["raw embedding of the same texts", new["raw_embed_mean_s"]],
+                ["raw embedding of the same texts (run after)", new["raw_embed_s"]],
             ]),
             "",
-            f"Ingest / raw embedding: {new['ratio_vs_raw']}× (ingest / its own embedding: "
-            f"{new['ratio_in_run']}×). Reading every paper record's hash, which an ingest does first "
+            f"Ingest / its own embedding: {new['ratio_in_run']}× (ingest / the raw run: "
+            f"{new['ratio_vs_raw']}×). Reading every paper record's hash, which an ingest does first "
             f"to skip unchanged papers, took {new['read_paper_hashes_s']} s on its own: the one part "
             "that grows with the store.",
             "",

@@ -235,9 +235,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         h[f"app_ready_s@{key}"] = s["app"]["ready_s"]
         h[f"app_peak_rss_mb@{key}"] = s["app"]["peak_rss_mb"]
         new = s.get("ingest_new") or {}
-        if new.get("ratio_vs_raw"):
+        if new.get("ratio_in_run"):
             h[f"ingest_{new['papers']}_new_s@{key}"] = new["ingest_s"]
-            h[f"ingest_new_ratio_vs_raw@{key}"] = new["ratio_vs_raw"]
+            h[f"ingest_new_ratio_to_embedding@{key}"] = new["ratio_in_run"]
         reps = (s.get("replicas") or {}).get("apps")
         if reps:
             h[f"replica_ready_s@{key}"] = [a["ready_s"] for a in reps]
