@@ -401,9 +401,11 @@ class LexicalUpdate:
     def _last_seq(self) -> int:
         self.index.reload()
         searcher = self.index.searcher()
-        hits = searcher.search(Query.all_query(), limit=1, count=False, order_by_field="seq",
+        chunks = Query.boolean_query([(Occur.Must, Query.all_query()),
+                                      (Occur.MustNot, _term("kind", STAMP_KIND))])
+        hits = searcher.search(chunks, limit=1, count=False, order_by_field="seq",
                                order=Order.Desc).hits
-        return int(hits[0][0]) if hits else -1
+        return int(hits[0][0]) if hits and hits[0][0] is not None else -1
 
     def delete_papers(self, ids: Iterable[str]) -> None:
         for pid in ids:

@@ -596,6 +596,15 @@ def _damage(settings: Settings) -> None:
             entry.unlink()
 
 
+def test_an_index_opened_on_an_empty_store_takes_the_first_ingest(settings, corpus):
+    """An app started before the first ingest stamps an empty index; the ingest then adds to it."""
+    assert _open(settings)
+    assert lexical.LexicalIndex(settings.lexical_path).stamp()["chunks"] == 0
+    run(settings, [corpus])
+    assert lexical.index_is_fresh(settings, PaperStore(settings))
+    assert _hits(settings, "segmentation")
+
+
 def test_a_damaged_index_is_rebuilt(settings, corpus):
     run(settings, [corpus])
     _damage(settings)
