@@ -104,6 +104,7 @@ def _schema() -> tantivy.Schema:
 
 
 SCHEMA = _schema()
+SCHEMA_VERSION = 1  # raise with any change to the fields or analyzers: older indexes are rebuilt
 
 
 def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None) -> d
     # a copied store keeps its index, replicas reaching one server by other addresses share theirs,
     # and a store rebuilt elsewhere (new collections) is told apart.
     stamp: dict[str, Any] = {"generation": store.generation, "chunks": store.count_chunks(),
-                             "store": str(store.chunks.id)}
+                             "store": str(store.chunks.id), "schema": SCHEMA_VERSION}
     if hashes is not None:
         stamp["papers"] = fingerprint(hashes)
     return stamp
@@ -490,20 +491,25 @@ def _paper_record(pid: str, title: str, url: str, nodes: Sequence[TextNode]) -> 
 def rebuild(settings: Settings, store: PaperStore) -> None:
     """The index made anew from the store (under the ingest lock): chunks read page by page in the
     store's order, each paper written once all of its chunks are read. Readers see the old index
-    until the new one is committed whole."""
-    try:
-        update = LexicalUpdate(settings, clear=True)
-    except StoreError:
-        raise
-    except (ValueError, OSError) as exc:  # a damaged index: built beside it and swapped in
-        log.warning("lexical index at %s is unreadable (%s); building it anew", settings.lexical_path, exc)
-        _rebuild_beside(settings, store)
-        return
-    try:
-        _fill(update, store)
-        update.commit(store_stamp(store, store.paper_hashes()))
-    finally:
-        update.close()
+    until the new one is committed whole. An index that cannot take the new documents (damaged, or
+    of another schema version) is built beside and swapped in instead."""
+    old = LexicalIndex(settings.lexical_path)
+    if old.exists and old.stamp().get("schema", SCHEMA_VERSION) == SCHEMA_VERSION:
+        update = None
+        try:
+            update = LexicalUpdate(settings, clear=True)
+            _fill(update, store)
+            update.commit(store_stamp(store, store.paper_hashes()))
+            return
+        except StoreError:
+            raise
+        except (ValueError, OSError) as exc:
+            log.warning("lexical index at %s cannot be rewritten in place (%s); building it anew",
+                        settings.lexical_path, exc)
+        finally:
+            if update is not None:
+                update.close()
+    _rebuild_beside(settings, store)
 
 
 def _fill(update: LexicalUpdate, store: PaperStore) -> None:

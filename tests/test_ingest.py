@@ -588,6 +588,15 @@ def test_the_index_is_rebuilt_when_its_stamp_does_not_match(settings, corpus, mo
     assert lexical.LexicalIndex(settings.lexical_path).stamp() == good
     assert store.count_chunks() == lexical.LexicalIndex(settings.lexical_path).count_chunks()
 
+    # An index of an older schema is built anew beside it and swapped in.
+    update = lexical.LexicalUpdate(settings)
+    update.commit({**good, "schema": lexical.SCHEMA_VERSION - 1})
+    beside: list[int] = []
+    real_beside = lexical._rebuild_beside
+    monkeypatch.setattr(lexical, "_rebuild_beside", lambda *a: beside.append(1) or real_beside(*a))
+    assert _open(settings) and builds == [1, 1, 1] and beside == [1]
+    assert lexical.LexicalIndex(settings.lexical_path).stamp() == good
+
 
 def _damage(settings: Settings) -> None:
     """Delete the index's segment files, leaving its metadata naming them."""
