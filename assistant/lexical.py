@@ -141,16 +141,14 @@ class LexicalIndex:
         self.path = path
         self.schema = SCHEMA
         self.index: tantivy.Index | None = None
-        self.damaged = False
         try:
             if path.is_dir() and tantivy.Index.exists(str(path)):
                 index = _open(path)
                 index.config_reader(reload_policy="OnCommit")
                 index.searcher().num_docs  # noqa: B018 - a damaged index fails here, not mid-question
                 self.index = index
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # read as missing: a writer rebuilds it
             log.warning("lexical index at %s is unreadable (%s)", path, exc)
-            self.damaged = True
         self._bm25 = bm25_analyzer()
         self._nodes: OrderedDict[str, TextNode] = OrderedDict()
         self._nodes_lock = threading.Lock()
