@@ -214,7 +214,7 @@ def _quoted(claim: str, text: str) -> bool:
     return bool(parts) and all(p in flat for p in parts)
 
 
-def _units(text: str) -> list[tuple[int, int]]:
+def claim_units(text: str) -> list[tuple[int, int]]:
     """Spans that a citation vouches for: table cells, list items, sentences."""
     spans: list[tuple[int, int]] = []
     offset = 0
@@ -245,7 +245,7 @@ def check_citations(text: str, sources: list[SourceDoc], vectors: SentenceVector
     flagged_ns: set[int] = set()
     pieces: list[str] = []
     cursor = 0
-    for start, end in _units(text):
+    for start, end in claim_units(text):
         unit = text[start:end]
         claim = CITE.sub("", unit).strip(" |*-")
 

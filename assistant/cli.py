@@ -24,19 +24,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 def _settings(store: Path | None = None, **overrides: Any) -> Any:
-    from pydantic import ValidationError
+    from assistant.settings import load_settings
 
-    from assistant.settings import Settings
-
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if store is not None:
-        values["store_dir"] = store
-    try:
-        return Settings(**values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
-                             for e in exc.errors())
-        raise AssistantError(f"invalid settings: {problems}") from None
+    return load_settings(store, **overrides)
 
 
 def run(fn: Callable[[], T]) -> T:
@@ -210,13 +200,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 7860).")] = None,
 ) -> None:
     """Start the web UI and the OpenAI-compatible HTTP API."""
-    from assistant.server import serve as do_serve
+    from assistant.web.server import serve as do_serve
 
     run(lambda: do_serve(_settings(store, host=host, port=port)))
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv)
 
 
 if __name__ == "__main__":

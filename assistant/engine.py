@@ -144,7 +144,7 @@ class Engine:
             with self._refresh_lock:
                 if generation != self.retriever.generation:
                     log.info("store changed (generation %s); reloading indexes", generation)
-                    self.store._open_collections()  # a --rebuild elsewhere makes new collections
+                    self.store.open_collections()  # a --rebuild elsewhere makes new collections
                     self.retriever.refresh()
                     self.start_warmup()  # the new papers' sentences
 
@@ -216,7 +216,7 @@ class Engine:
             raise
         except Exception as exc:  # the store went away mid-request (server down, files removed)
             if _store_failure(exc):
-                raise self.store._unavailable(exc) from exc
+                raise self.store.unavailable(exc) from exc
             raise
 
     # --- answering ------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class Engine:
             raise
         except Exception as exc:  # any store read of the request, not only retrieval
             if _store_failure(exc):
-                raise self.store._unavailable(exc) from exc
+                raise self.store.unavailable(exc) from exc
             raise
 
     def _stream(self, question: str, history: Sequence[Turn], *, mode: Mode | None,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assistant.errors import AssistantError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CORPUS = PROJECT_ROOT / "data" / "medical-ai-papers.txt"
@@ -268,3 +270,17 @@ class Settings(BaseSettings):
     @property
     def bm25_dir(self) -> Path:
         return self.store_dir / "bm25"
+
+
+def load_settings(store: Path | None = None, **overrides: object) -> Settings:
+    """Settings from the environment with explicit overrides (None values ignored); invalid values
+    become one AssistantError naming each problem, for every edge to show."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if store is not None:
+        values["store_dir"] = store
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                             for e in exc.errors())
+        raise AssistantError(f"invalid settings: {problems}") from None

@@ -176,9 +176,9 @@ class PaperStore:
         self.settings = settings
         self.label = store_label(settings)
         self.client = _client(settings)
-        self._open_collections()
+        self.open_collections()
 
-    def _open_collections(self) -> None:
+    def open_collections(self) -> None:
         try:
             self.chunks = self.client.get_or_create_collection(
                 f"{self.settings.collection}_chunks",
@@ -193,12 +193,12 @@ class PaperStore:
                 configuration={"hnsw": {"space": "cosine"}},
             )
         except Exception as exc:
-            raise self._unavailable(exc) from exc
+            raise self.unavailable(exc) from exc
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
 
-    def _unavailable(self, exc: Exception) -> StoreError:
+    def unavailable(self, exc: Exception) -> StoreError:
         if self.settings.chroma_url:
             return StoreError(
                 f"the Chroma server at {self.settings.chroma_url} is not answering "
@@ -219,7 +219,7 @@ class PaperStore:
         try:
             fresh = self.client.get_collection(self.chunks.name, embedding_function=None)
         except Exception as exc:
-            raise self._unavailable(exc) from exc
+            raise self.unavailable(exc) from exc
         return dict(fresh.metadata or {})
 
     @property
@@ -362,7 +362,7 @@ class PaperStore:
             self.chunks.modify(metadata={**self.manifest, "dirty": True})
         for name in (self.papers.name, self.chunks.name):
             self.client.delete_collection(name)
-        self._open_collections()
+        self.open_collections()
 
 
 def _mean_vector(vectors: np.ndarray) -> list[float]:

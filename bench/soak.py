@@ -59,8 +59,8 @@ def kills(points: int, seed: int, tmp: Path) -> dict[str, Any]:
 def load(rounds: int, concurrent: int, store: Path | None, tmp: Path) -> dict[str, Any]:
     from assistant.engine import Engine
     from assistant.ingest import ingest
-    from assistant.server import BackgroundServer, create_app
     from assistant.settings import BUNDLED_CORPUS, Settings
+    from assistant.web.server import BackgroundServer, create_app
 
     settings = Settings(
         _env_file=None,

@@ -20,8 +20,8 @@ from fixtures_corpus import make_papers, write_jsonl
 
 from assistant.engine import Engine
 from assistant.ingest import ingest
-from assistant.server import BackgroundServer, create_app
 from assistant.settings import PROJECT_ROOT, Settings
+from assistant.web.server import BackgroundServer, create_app
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from reliability.faults import closed_port
 from reliability.load import fire, summary
 
 from assistant.engine import Engine
-from assistant.server import BackgroundServer, create_app
 from assistant.settings import Settings
+from assistant.web.server import BackgroundServer, create_app
 
 pytestmark = pytest.mark.slow
 

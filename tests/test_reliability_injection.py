@@ -106,7 +106,7 @@ def test_the_api_stream_carries_no_injected_content(poisoned):
     message, and the final `answer` field, are checked as a client would render them."""
     from fastapi.testclient import TestClient
 
-    from assistant.server import create_app
+    from assistant.web.server import create_app
 
     settings, records, server = poisoned
     llm_settings = settings.model_copy(update={"openai_base_url": server.base_url, "llm_timeout": 10.0})

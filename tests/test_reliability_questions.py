@@ -103,7 +103,7 @@ def test_engine(engine: Engine):
 def test_http_api(corpus_store: Settings, engine: Engine):
     from fastapi.testclient import TestClient
 
-    from assistant.server import create_app
+    from assistant.web.server import create_app
 
     client = TestClient(create_app(corpus_store, engine), raise_server_exceptions=False)
     failures_before = len(FAILURES)
@@ -177,7 +177,7 @@ def test_web_ui(corpus_store: Settings, engine: Engine):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from assistant.server import BackgroundServer, create_app
+    from assistant.web.server import BackgroundServer, create_app
 
     failures_before = len(FAILURES)
     with BackgroundServer(create_app(corpus_store, engine)) as server:

@@ -17,9 +17,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from assistant.engine import Engine
-from assistant.server import BackgroundServer, create_app
 from assistant.settings import Settings
-from assistant.ui import (
+from assistant.web.server import BackgroundServer, create_app
+from assistant.web.ui import (
     CorpusCache,
     answer_ids,
     corpus_map,

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -43,9 +43,7 @@ from assistant.conversation import Turn
 from assistant.engine import Answer, Engine, clean_question
 from assistant.errors import AssistantError
 from assistant.settings import Settings
-
-if TYPE_CHECKING:
-    from assistant.server import EngineHolder
+from assistant.web.holder import EngineHolder
 
 log = logging.getLogger(__name__)
 

@@ -14,22 +14,20 @@ import re
 import textwrap
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from assistant.citations import CITE, _units, sanitize, split_sentences
+from assistant.citations import CITE, claim_units, sanitize, split_sentences
 from assistant.conversation import Turn
 from assistant.engine import Answer, Engine, clean_question
 from assistant.errors import AssistantError
 from assistant.settings import Settings
 from assistant.store import PaperRecord
-
-if TYPE_CHECKING:
-    from assistant.server import EngineHolder
+from assistant.web.holder import EngineHolder
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +131,7 @@ def supporting_sentences(engine: Engine, answer: Answer) -> dict[int, list[str]]
     body = answer.answer.split("\n**Sources**")[0]
     claims: dict[int, list[str]] = {}
     previous = ""
-    for start, end in _units(body):
+    for start, end in claim_units(body):
         unit = body[start:end]
         numbers = {int(n) for m in CITE.finditer(unit) for n in re.split(r"[,;]", m.group(1))}
         claim = CITE.sub("", unit).strip(" |*-_").replace("&lt;", "<").replace("&gt;", ">")
