@@ -19,7 +19,6 @@ from assistant.citations import (
     CheckReport,
     Citation,
     InstructionGuard,
-    SentenceVectors,
     SourceDoc,
     check_citations,
     drop_unknown_citations,
@@ -34,7 +33,9 @@ from assistant.embedding import get_embedder
 from assistant.errors import AssistantError, StoreError
 from assistant.extractive import ExtractiveAnswerer
 from assistant.llm import LLM, LLMError, complete, make_llm, prepare_llm
+from assistant.relevance import RelevanceJudge
 from assistant.retrieval import HybridRetriever, RetrievalResult
+from assistant.sentences import SentenceVectors
 from assistant.settings import Settings
 from assistant.store import PaperRecord, PaperStore
 
@@ -116,6 +117,7 @@ class Engine:
         self.retriever = HybridRetriever(settings, self.store, self.embedder)
         self.vectors = SentenceVectors(self.embedder)
         self.extractive = ExtractiveAnswerer(self.vectors, settings.sentences_per_paper)
+        self.judge = RelevanceJudge(self.vectors)
         self.guard = InstructionGuard(_instruction_texts())
         self.llm: LLM | None = llm if llm is not None else make_llm(settings)
         if settings.answer_mode == "llm" and self.llm is None:
@@ -285,6 +287,15 @@ class Engine:
             return
 
         focus = [s.n for s in sources if s.paper_id in set(extra) | {e.paper_id for e in result.entities}]
+        self._judge(standalone, result, sources)
+        if not any(s.verdict == "answers" for s in sources):
+            # Retrieval found papers near the question, and none of them answers it.
+            answer.abstained = True
+            answer.answer = self._abstain_text(sources)
+            answer.seconds = time.perf_counter() - started
+            yield answer.answer
+            yield answer
+            return
         raw = ""
         if use_llm:
             assert self.llm is not None
@@ -382,6 +393,13 @@ class Engine:
             ))
         return sources
 
+    def _judge(self, question: str, result: RetrievalResult, sources: list[SourceDoc]) -> None:
+        """Mark each source with the relevance decision (named papers always answer)."""
+        judgements = self.judge.judge(question, result, {s.paper_id: s.abstract for s in sources})
+        for source, judgement in zip(sources, judgements, strict=True):
+            source.verdict = judgement.verdict
+            source.relevance = round(judgement.probability, 4)
+
     def _ids_for(self, titles: Sequence[str]) -> list[str]:
         from assistant.corpus import paper_id
 
@@ -408,10 +426,12 @@ class Engine:
         else:
             def user(block: str) -> str:
                 return prompts.render("answer", sources=block, question=question)
-        # The sources get what the rest of the prompt leaves of the model's context.
+        # The sources get what the rest of the prompt leaves of the model's context: the papers
+        # judged to answer (named ones always), keeping their numbers.
         budget = self._prompt_budget(len(system) + len(user("")))
+        chosen = [s for s in sources if s.verdict == "answers"] or sources
         return [{"role": "system", "content": system},
-                {"role": "user", "content": user(self._source_block(sources, budget))}]
+                {"role": "user", "content": user(self._source_block(chosen, budget))}]
 
     def _prompt_budget(self, fixed_chars: int) -> int:
         """Characters of sources one prompt may hold: llm_context_chars, and for a model whose

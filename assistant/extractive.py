@@ -12,13 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.citations import (
-    STOP,
-    SentenceVectors,
-    SourceDoc,
-    numbers,
-    split_sentences,
-)
+from assistant.citations import SourceDoc
+from assistant.sentences import STOP, SentenceVectors, numbers, split_sentences
 
 ASKS_NUMBER = re.compile(
     r"\b(how (many|much|accurate|well|fast|large|big)|what (is|are|was|were) the (score|accuracy|"
@@ -128,14 +123,22 @@ class ExtractiveAnswerer:
 
     def answer(self, question: str, kind: str, sources: list[SourceDoc], query_vector: np.ndarray,
                focus: list[int]) -> str:
-        """`focus`: numbers of the sources the question names (answered first, or alone)."""
+        """`focus`: numbers of the sources the question names (answered first, or alone). Only
+        sources judged to answer (SourceDoc.verdict) are quoted and cited; "related" ones are
+        listed by title, without a citation."""
         if kind == "comparative" and len(focus) >= 2:
             return self.compare(question, [s for s in sources if s.n in focus])
+        chosen = sorted((s for s in sources if s.verdict == "answers" or s.n in focus),
+                        key=lambda s: (s.n not in focus, -s.relevance))
+        related = [s for s in sources if s.verdict == "related" and s not in chosen]
         if kind == "list":
-            return self._list(question, sources, query_vector)
-        named = [s for s in sources if s.n in focus]
-        self._prefetch(named or sources[:4])
-        chosen = named or self._relevant(question, sources, query_vector)
+            body = self._list(question, chosen, query_vector)
+        else:
+            body = self._single(question, chosen, query_vector)
+        return body + _related(related)
+
+    def _single(self, question: str, chosen: list[SourceDoc], query_vector: np.ndarray) -> str:
+        self._prefetch(chosen)
         n = self.sentences_per_paper + min(max(len(ASK.findall(question)) - 1, 0),
                                            MAX_EXTRA_SENTENCES)
         parts = []
@@ -146,26 +149,17 @@ class ExtractiveAnswerer:
                 parts.append(f"- *{_inline(source.title)}*: {text} [{source.n}]")
         return "\n".join(parts)
 
-    def _relevant(self, question: str, sources: list[SourceDoc], query_vector: np.ndarray
-                  ) -> list[SourceDoc]:
-        """The top paper, plus the next ones whose best sentence is nearly as good."""
-        if not sources:
-            return []
-        best = [(self.best_sentences(question, s, query_vector, 1), s) for s in sources[:4]]
-        scores = [q[0].score if q else 0.0 for q, _ in best]
-        top = max(scores)
-        return [s for (q, s), score in zip(best, scores, strict=True)
-                if q and score >= top - 0.08][:3]
-
     def _prefetch(self, sources: list[SourceDoc], *extra: str) -> None:
         """Embed every sentence these sources will be scored on in one call: one batch sorted by
         length pads less than a call per abstract (a no-op when the cache has them all)."""
         self.vectors([*extra, *(s for source in sources for s in split_sentences(source.abstract))])
 
-    def _list(self, question: str, sources: list[SourceDoc], query_vector: np.ndarray) -> str:
-        self._prefetch(sources)
-        lines = [f"{len(sources)} papers in the collection match best:"]
-        for source in sources:
+    def _list(self, question: str, chosen: list[SourceDoc], query_vector: np.ndarray) -> str:
+        self._prefetch(chosen)
+        count = "1 paper in the collection answers this:" if len(chosen) == 1 else \
+            f"{len(chosen)} papers in the collection answer this:"
+        lines = [count]
+        for source in chosen:
             quotes = self.best_sentences(question, source, query_vector, 1)
             quote = f" — {_quote_text(quotes[0].sentence)}" if quotes else ""
             lines.append(f"- *{_inline(source.title)}* [{source.n}]{quote}")
@@ -247,6 +241,15 @@ def _terms(text: str) -> set[str]:
 
             _stemmer = Stemmer.Stemmer("english")
         return set(_stemmer.stemWords(words))
+
+
+def _related(sources: list[SourceDoc]) -> str:
+    """Close papers that were not judged to answer: named, not cited."""
+    if not sources:
+        return ""
+    lines = ["", "", "Related papers (close to the question, not cited as answering it):"]
+    lines += [f"- *{_inline(s.title)}*" for s in sources]
+    return "\n".join(lines)
 
 
 def _short_title(title: str) -> str:

@@ -21,6 +21,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from assistant.chunks import chunk_id as make_chunk_id
 from assistant.conditions import default_lexicon
 from assistant.embedding import Embedder, LlamaIndexEmbedding
+from assistant.fitted import fitted_params
 from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
 from assistant.settings import Settings
 from assistant.store import PaperStore
@@ -60,6 +61,10 @@ class PaperHit:
     score: float
     passages: list[Passage] = field(default_factory=list)
     named: bool = False  # the question names this paper
+    # The paper's rank (1 = first) in each retriever's own ranking ("dense", "bm25", "literal",
+    # "phrase"), absent where that retriever did not find it: evidence for the relevance decision.
+    ranks: dict[str, int] = field(default_factory=dict)
+    bm25: float = 0.0  # best BM25 score of its chunks
 
     @property
     def best_similarity(self) -> float:
@@ -77,6 +82,16 @@ class RetrievalResult:
     entities: list[EntityMatch] = field(default_factory=list)
     query_vector: np.ndarray | None = None
     unknown_condition: str | None = None  # a disease the question names and the corpus never does
+
+
+@dataclass
+class Candidates:
+    """What each retriever found for one question, before fusion."""
+
+    nodes: dict[str, TextNode] = field(default_factory=dict)
+    rankings: dict[str, list[str]] = field(default_factory=dict)  # retriever -> chunk ids, best first
+    similarity: dict[str, float] = field(default_factory=dict)  # chunk id -> cosine with the question
+    bm25: dict[str, float] = field(default_factory=dict)  # chunk id -> BM25 score
 
 
 def classify(question: str, n_entities: int) -> QuestionKind:
@@ -252,47 +267,9 @@ class HybridRetriever:
         query_vector = self.embedder.embed([question])[0]
         bundle = QueryBundle(query_str=question, embedding=query_vector.tolist())
 
-        has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
-        dense_hits = self.dense.retrieve(bundle) if has_chunks else []
-        bm25_hits = self._bm25(bundle)
-        by_id: dict[str, NodeWithScore] = {}
-        similarity: dict[str, float] = {}
-        for hit in dense_hits:
-            by_id[hit.node.node_id] = hit
-            # llama-index's Chroma store reports exp(-cosine distance); recover the cosine.
-            similarity[hit.node.node_id] = 1.0 + math.log(max(hit.score or 1e-9, 1e-9))
-        for hit in bm25_hits:
-            by_id.setdefault(hit.node.node_id, hit)
-        rankings = [[h.node.node_id for h in dense_hits], [h.node.node_id for h in bm25_hits]]
-        weights = [1.0, 1.0]
-        literal = self._literal(question, query_vector)
-        phrases = self._phrases(question, query_vector)
-        for found, weight in ((literal, self.settings.literal_weight),
-                              (phrases, self.settings.phrase_weight)):
-            for node_id, (node, sim) in found.items():
-                if node_id not in by_id:
-                    by_id[node_id] = NodeWithScore(node=node, score=None)
-                similarity.setdefault(node_id, sim)
-            if found:
-                rankings.append(sorted(found, key=lambda i, f=found: f[i][1], reverse=True))
-                weights.append(weight)
-        fused = rrf(rankings, self.settings.rrf_k, weights)
-
-        papers: dict[str, PaperHit] = {}
-        for chunk_id in sorted(fused, key=fused.__getitem__, reverse=True):
-            node = by_id[chunk_id].node
-            pid = str(node.metadata.get("paper_id"))
-            hit = papers.get(pid)
-            if hit is None:
-                hit = papers[pid] = PaperHit(pid, str(node.metadata.get("title", "")),
-                                             str(node.metadata.get("url", "")), 0.0)
-            if len(hit.passages) < self.settings.max_chunks_per_paper:
-                hit.passages.append(Passage(chunk_id, node.get_content(), fused[chunk_id],
-                                            similarity.get(chunk_id)))
-        for hit in papers.values():
-            # A paper's score: its best chunk, plus half its second (abstracts have few chunks).
-            scores = sorted((p.score for p in hit.passages), reverse=True)
-            hit.score = scores[0] + (0.5 * scores[1] if len(scores) > 1 else 0.0)
+        candidates = self.candidates(question, bundle, query_vector)
+        papers = self.fuse(candidates, self.fusion_weights(kind))
+        similarity = candidates.similarity
 
         named_ids = [e.paper_id for e in entities] + list(extra_paper_ids or [])
         for pid in dict.fromkeys(named_ids):
@@ -306,6 +283,67 @@ class HybridRetriever:
         covered = bool(named_ids) or (unknown is None and self._covered(question, best))
         return RetrievalResult(question, kind, ranked, covered, best, entities, query_vector,
                                unknown_condition=unknown)
+
+    def candidates(self, question: str, bundle: QueryBundle, query_vector: np.ndarray) -> Candidates:
+        """Every retriever's ranked chunks for the question, before fusion."""
+        has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
+        dense_hits = self.dense.retrieve(bundle) if has_chunks else []
+        bm25_hits = self._bm25(bundle)
+        found = Candidates()
+        for hit in dense_hits:
+            found.nodes[hit.node.node_id] = hit.node
+            # llama-index's Chroma store reports exp(-cosine distance); recover the cosine.
+            found.similarity[hit.node.node_id] = 1.0 + math.log(max(hit.score or 1e-9, 1e-9))
+        for hit in bm25_hits:
+            found.nodes.setdefault(hit.node.node_id, hit.node)
+            found.bm25[hit.node.node_id] = float(hit.score or 0.0)
+        found.rankings["dense"] = [h.node.node_id for h in dense_hits]
+        found.rankings["bm25"] = [h.node.node_id for h in bm25_hits]
+        for name, sub in (("literal", self._literal(question, query_vector)),
+                          ("phrase", self._phrases(question, query_vector))):
+            for node_id, (node, sim) in sub.items():
+                found.nodes.setdefault(node_id, node)
+                found.similarity.setdefault(node_id, sim)
+            if sub:
+                found.rankings[name] = sorted(sub, key=lambda i, f=sub: f[i][1], reverse=True)
+        return found
+
+    def fusion_weights(self, kind: QuestionKind) -> dict[str, float]:
+        """Per-retriever fusion weights for a kind of question: fitted on the tune split
+        (bench/fit_answers.py) where the fitted file has them, else the settings'."""
+        fitted = fitted_params().get("fusion", {}).get(kind)
+        if fitted:
+            return {name: float(w) for name, w in fitted.items()}
+        return {"dense": 1.0, "bm25": 1.0, "literal": self.settings.literal_weight,
+                "phrase": self.settings.phrase_weight}
+
+    def fuse(self, found: Candidates, weights: dict[str, float]) -> dict[str, PaperHit]:
+        """Weighted reciprocal-rank fusion of the chunk rankings, grouped by paper."""
+        names = [n for n in found.rankings if weights.get(n, 0.0) > 0]
+        fused = rrf([found.rankings[n] for n in names], self.settings.rrf_k,
+                    [weights[n] for n in names])
+        papers: dict[str, PaperHit] = {}
+        for chunk_id in sorted(fused, key=fused.__getitem__, reverse=True):
+            node = found.nodes[chunk_id]
+            pid = str(node.metadata.get("paper_id"))
+            hit = papers.get(pid)
+            if hit is None:
+                hit = papers[pid] = PaperHit(pid, str(node.metadata.get("title", "")),
+                                             str(node.metadata.get("url", "")), 0.0)
+            if len(hit.passages) < self.settings.max_chunks_per_paper:
+                hit.passages.append(Passage(chunk_id, node.get_content(), fused[chunk_id],
+                                            found.similarity.get(chunk_id)))
+            hit.bm25 = max(hit.bm25, found.bm25.get(chunk_id, 0.0))
+        for hit in papers.values():
+            # A paper's score: its best chunk, plus half its second (abstracts have few chunks).
+            scores = sorted((p.score for p in hit.passages), reverse=True)
+            hit.score = scores[0] + (0.5 * scores[1] if len(scores) > 1 else 0.0)
+        for name, ranking in found.rankings.items():
+            order = dict.fromkeys(str(found.nodes[c].metadata.get("paper_id")) for c in ranking)
+            for rank, pid in enumerate(order, start=1):
+                if pid in papers:
+                    papers[pid].ranks[name] = rank
+        return papers
 
     def unknown_condition(self, question: str) -> str | None:
         """A disease the question names and no paper's words spell ("tuberculosis"): the corpus
@@ -400,7 +438,8 @@ class HybridRetriever:
                     for i in order]
         score = hit.score if hit else 0.0
         return PaperHit(pid, str(meta.get("title", "")), str(meta.get("url", "")), score,
-                        passages, named=True)
+                        passages, named=True, ranks=hit.ranks if hit else {},
+                        bm25=hit.bm25 if hit else 0.0)
 
     def _paper_chunks(self, pid: str) -> dict:
         """A paper's chunks with documents, metadatas and embeddings. By id (the paper record says
