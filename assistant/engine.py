@@ -33,7 +33,7 @@ from assistant.embedding import get_embedder
 from assistant.errors import AssistantError, StoreError
 from assistant.extractive import ExtractiveAnswerer
 from assistant.llm import LLM, LLMError, complete, make_llm, prepare_llm
-from assistant.relevance import RelevanceJudge
+from assistant.relevance import Decision, RelevanceJudge
 from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.sentences import SentenceVectors
 from assistant.settings import Settings
@@ -287,8 +287,8 @@ class Engine:
             return
 
         focus = [s.n for s in sources if s.paper_id in set(extra) | {e.paper_id for e in result.entities}]
-        self._judge(standalone, result, sources)
-        if not any(s.verdict == "answers" for s in sources):
+        decision = self._judge(standalone, result, sources)
+        if decision.abstain:
             # Retrieval found papers near the question, and none of them answers it.
             answer.abstained = True
             answer.answer = self._abstain_text(sources)
@@ -393,12 +393,13 @@ class Engine:
             ))
         return sources
 
-    def _judge(self, question: str, result: RetrievalResult, sources: list[SourceDoc]) -> None:
+    def _judge(self, question: str, result: RetrievalResult, sources: list[SourceDoc]) -> Decision:
         """Mark each source with the relevance decision (named papers always answer)."""
-        judgements = self.judge.judge(question, result, {s.paper_id: s.abstract for s in sources})
-        for source, judgement in zip(sources, judgements, strict=True):
+        decision = self.judge.judge(question, result, {s.paper_id: s.abstract for s in sources})
+        for source, judgement in zip(sources, decision.judgements, strict=True):
             source.verdict = judgement.verdict
             source.relevance = round(judgement.probability, 4)
+        return decision
 
     def _ids_for(self, titles: Sequence[str]) -> list[str]:
         from assistant.corpus import paper_id

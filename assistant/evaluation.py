@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.corpus import normalize_title
-from assistant.engine import Engine
+from assistant.engine import Answer, Engine
 from assistant.errors import AssistantError
 
 
@@ -73,6 +73,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def cited_in_order(answer: Answer) -> list[str]:
+    """Cited titles in the order the answer first cites them."""
+    by_n = {c.n: c.title for c in answer.citations}
+    order = dict.fromkeys(int(m) for m in re.findall(r"\[(\d+)\??\]", answer.answer)
+                          if int(m) in by_n)
+    return [by_n[n] for n in order] + [t for n, t in by_n.items() if n not in order]
+
+
 def evaluate(engine: Engine, questions: list[EvalQuestion], *, k: int = 10,
              on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
@@ -84,7 +92,7 @@ def evaluate(engine: Engine, questions: list[EvalQuestion], *, k: int = 10,
         retrieved = [h.title for h in retrieval.papers]
         gold = {normalize_title(t) for t in q.gold_titles}
         ranked = [normalize_title(t) for t in retrieved]
-        cited = [normalize_title(t) for t in answer.cited_titles]
+        cited = [normalize_title(t) for t in cited_in_order(answer)]
         row: dict[str, Any] = {
             "question": q.question, "kind": q.kind, "gold_titles": q.gold_titles,
             "retrieved_titles": retrieved, "cited_titles": answer.cited_titles,
@@ -97,6 +105,9 @@ def evaluate(engine: Engine, questions: list[EvalQuestion], *, k: int = 10,
             first = next((r for r, t in enumerate(ranked, start=1) if t in gold), None)
             row["mrr"] = 1.0 / first if first else 0.0
             row["cites_all_gold"] = gold <= set(cited)
+            row["gold_cited"] = len(gold & set(cited)) / len(gold)
+            if len(gold) == 1:
+                row["first_cited_correct"] = bool(cited) and cited[0] in gold
             row["cited_precision"] = (len([c for c in cited if c in gold]) / len(cited)) if cited else 0.0
             if q.must_contain:
                 row["contains_all"] = contains_all(answer.answer, q.must_contain)
@@ -130,6 +141,8 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "recall@10": _mean(answerable, "recall@10"),
         "mrr": _mean(answerable, "mrr"),
         "cites_all_gold": _mean(answerable, "cites_all_gold"),
+        "gold_cited": _mean(answerable, "gold_cited"),
+        "first_cited_correct": _mean(answerable, "first_cited_correct"),
         "cited_precision": _mean(answerable, "cited_precision"),
         "must_contain": _mean(rows, "contains_all"),
         "abstention_accuracy": _mean(rows, "abstained_correctly"),
@@ -140,7 +153,8 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    columns = ["questions", "recall@5", "recall@10", "mrr", "cites_all_gold", "cited_precision",
+    columns = ["questions", "recall@5", "recall@10", "mrr", "cites_all_gold", "gold_cited",
+               "first_cited_correct", "cited_precision",
                "must_contain", "abstention_accuracy", "false_abstention", "latency_p50",
                "latency_p95"]
     lines = [f"answer mode: {report['mode']}", "| kind | " + " | ".join(columns) + " |",

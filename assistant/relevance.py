@@ -38,7 +38,8 @@ QUESTION_FORM = {"what", "which", "who", "when", "where", "why", "how", "many", 
                  "about", "using", "used", "use", "uses"}
 
 FEATURES = ("bias", "sent_max", "sent_gap", "sent_top2", "title_sim", "fused_ratio", "log_rank",
-            "dense_rr", "bm25_rr", "literal_rr", "phrase_rr", "bm25_ratio", "coverage",
+            "dense_rr", "bm25_rr", "literal_rr", "phrase_rr", "literal_hit", "phrase_hit",
+            "bm25_ratio", "coverage",
             "title_coverage", "named", "other_named")
 
 
@@ -111,6 +112,10 @@ def features(question: str, result: RetrievalResult, abstracts: dict[str, str],
             "bm25_rr": _reciprocal(hit, "bm25"),
             "literal_rr": _reciprocal(hit, "literal"),
             "phrase_rr": _reciprocal(hit, "phrase"),
+            # Holds a name or phrase of the question verbatim: for a list question ("which papers
+            # use MIMIC-IV") every such paper may qualify, whatever its rank.
+            "literal_hit": float("literal" in hit.ranks),
+            "phrase_hit": float("phrase" in hit.ranks),
             "bm25_ratio": hit.bm25 / top_bm25,
             "coverage": len(q_terms & text_terms) / len(q_terms) if q_terms else 0.0,
             "title_coverage": len(q_terms & title_terms) / len(q_terms) if q_terms else 0.0,
@@ -125,27 +130,70 @@ def _reciprocal(hit: PaperHit, retriever: str) -> float:
     return 1.0 / rank if rank else 0.0
 
 
-def probability(row: dict[str, float], coefficients: dict[str, float]) -> float:
-    z = sum(coefficients.get(name, 0.0) * row.get(name, 0.0) for name in FEATURES)
+def probability(row: dict[str, float], coefficients: dict[str, float],
+                names: tuple[str, ...] = FEATURES) -> float:
+    z = sum(coefficients.get(name, 0.0) * row.get(name, 0.0) for name in names)
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 # Used only where no fitted model exists (a fresh checkout before bench/fit_answers.py ran): the
 # best-sentence similarity alone, with the gap to the best paper.
 FALLBACK = {"shapes": {shape: {"coefficients": {"bias": -6.0, "sent_max": 10.0, "sent_gap": 8.0},
-                               "answers": 0.5, "related": 0.25, "lead": 0.2}
+                               "answers": 0.5, "related": 0.25}
                        for shape in ("single", "many", "comparative")}}
 
 
+QUESTION_FEATURES = ("bias", "best_p", "best_sent", "best_cov", "cov_of_best", "rest_cov", "missing",
+                     "named", "dense_best", "n_terms", "many", "comparative", "literal")
+
+
+def question_features(question: str, result: RetrievalResult, rows: list[dict[str, float]],
+                      probabilities: list[float], abstracts: dict[str, str]) -> dict[str, float]:
+    """Whether the question is answerable at all: how well the best paper covers it, and which of
+    its words no retrieved paper has ("hip" where the papers say "knee")."""
+    q_terms = question_terms(question)
+    best = max(range(len(rows)), key=lambda i: probabilities[i])
+    texts = [stemmed_terms(f"{h.title} {abstracts.get(h.paper_id, '')}") for h in result.papers]
+    seen = set().union(*texts) if texts else set()
+    hit = result.papers[best]
+    # The question's words beyond the ones that name the paper: what it asks about the paper.
+    rest = q_terms - stemmed_terms(hit.title) - stemmed_terms(" ".join(e.name for e in result.entities))
+    abstract_terms = stemmed_terms(abstracts.get(hit.paper_id, ""))
+    return {
+        "bias": 1.0,
+        "best_p": probabilities[best],
+        "best_sent": max(r["sent_max"] for r in rows),
+        "best_cov": max(r["coverage"] for r in rows),
+        "cov_of_best": rows[best]["coverage"],
+        "rest_cov": len(rest & abstract_terms) / len(rest) if rest else 1.0,
+        "missing": len(q_terms - seen) / len(q_terms) if q_terms else 0.0,
+        "named": float(any(h.named for h in result.papers)),
+        "dense_best": result.best_similarity,
+        "n_terms": math.log(1 + len(q_terms)),
+        "many": float(answer_shape(question, result.kind) == "many"),
+        "comparative": float(result.kind == "comparative"),
+        "literal": float(any("literal" in h.ranks for h in result.papers)),
+    }
+
+
+@dataclass
+class Decision:
+    judgements: list[Judgement]
+    unanswerable: float = 0.0  # probability that no paper answers the question
+    abstain: bool = False
+    question_features: dict[str, float] = field(default_factory=dict)
+
+
 class RelevanceJudge:
-    """Judges every retrieved paper against the question."""
+    """Judges every retrieved paper against the question, and the question against the corpus."""
 
     def __init__(self, vectors: SentenceVectors) -> None:
         self.vectors = vectors
-        self.params = fitted_params().get("relevance") or FALLBACK
+        fitted = fitted_params()
+        self.params = fitted.get("relevance") or FALLBACK
+        self.abstention = fitted.get("abstention")
 
-    def judge(self, question: str, result: RetrievalResult, abstracts: dict[str, str]
-              ) -> list[Judgement]:
+    def judge(self, question: str, result: RetrievalResult, abstracts: dict[str, str]) -> Decision:
         shape = answer_shape(question, result.kind)
         params = self.params["shapes"][shape]
         rows = features(question, result, abstracts, self.vectors)
@@ -155,9 +203,19 @@ class RelevanceJudge:
             verdict: Verdict = ("answers" if p >= params["answers"] or hit.named
                                 else "related" if p >= params["related"] else "irrelevant")
             judgements.append(Judgement(hit.paper_id, p, verdict, row))
-        if shape == "single" and judgements and not any(j.verdict == "answers" for j in judgements):
-            # "Which paper ...?" leads with the single best paper when it is a plausible answer.
-            best = max(judgements, key=lambda j: j.probability)
-            if best.probability >= params["lead"]:
-                best.verdict = "answers"
-        return judgements
+        decision = Decision(judgements)
+        if not judgements:
+            return decision
+        decision.question_features = question_features(
+            question, result, rows, [j.probability for j in judgements], abstracts)
+        if self.abstention:
+            decision.unanswerable = probability(decision.question_features,
+                                                self.abstention["coefficients"], QUESTION_FEATURES)
+            decision.abstain = decision.unanswerable >= self.abstention["threshold"]
+        if decision.abstain:
+            for j in judgements:
+                j.verdict = "related" if j.verdict == "answers" else j.verdict
+        elif not any(j.verdict == "answers" for j in judgements):
+            # "Which paper ...?" leads with the single best paper.
+            max(judgements, key=lambda j: j.probability).verdict = "answers"
+        return decision

@@ -37,6 +37,11 @@ COMPARE = re.compile(
     r"similarit\w*|same as|against|both)\b",
     re.IGNORECASE,
 )
+# An explicit request to compare, where the papers may be described rather than named.
+EXPLICIT_COMPARE = re.compile(r"\b(compar\w*|vs\.?|versus|differ\w*|difference|contrast\w*)\b", re.I)
+# Where a comparison question separates the things it compares.
+COMPARE_SPLIT = re.compile(r"\s*(?:\b(?:and|vs\.?|versus|with|against|between)\b|[,;:?]|\bto\b(?= the\b))\s*",
+                           re.I)
 LIST = re.compile(
     r"^\s*(which|what|list|name|find|show|are there|give me)\b.{0,40}\b(papers?|studies|works?|"
     r"methods|models|approaches|articles|systems|benchmarks|datasets|surveys)\b"
@@ -262,6 +267,8 @@ class HybridRetriever:
     def retrieve(self, question: str, k: int | None = None, *, kind: QuestionKind | None = None,
                  extra_paper_ids: list[str] | None = None) -> RetrievalResult:
         entities = self.resolve_names(question)
+        if len(entities) < 2 and not extra_paper_ids and EXPLICIT_COMPARE.search(question):
+            entities += self.described_targets(question, entities)
         kind = kind or classify(question, len(entities))
         k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
         query_vector = self.embedder.embed([question])[0]
@@ -283,6 +290,31 @@ class HybridRetriever:
         covered = bool(named_ids) or (unknown is None and self._covered(question, best))
         return RetrievalResult(question, kind, ranked, covered, best, entities, query_vector,
                                unknown_condition=unknown)
+
+    def described_targets(self, question: str, entities: list[EntityMatch]) -> list[EntityMatch]:
+        """Papers a comparison identifies by what they did ("compare the nailfold capillary
+        dataset paper with MedVAE"): each part of the question between the compared things that
+        names no paper and has at least two content words is searched on its own, and its best
+        paper becomes a compared paper."""
+        named_spans = [e.name.lower() for e in entities]
+        found: list[EntityMatch] = []
+        taken = {e.paper_id for e in entities}
+        for part in COMPARE_SPLIT.split(question):
+            part = EXPLICIT_COMPARE.sub(" ", part).strip()
+            words = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9\-]+", part)
+                     if w.lower() not in STOPWORDS and w.lower() not in FRAME]
+            if len(words) < 2 or any(name in part.lower() for name in named_spans):
+                continue
+            vector = self.embedder.embed([part])[0]
+            bundle = QueryBundle(query_str=part, embedding=vector.tolist())
+            papers = self.fuse(self.candidates(part, bundle, vector), self.fusion_weights("factual"))
+            ranked = [h for h in sorted(papers.values(), key=lambda h: h.score, reverse=True)
+                      if h.paper_id not in taken]
+            if ranked and len(entities) + len(found) < 2:
+                best = ranked[0]
+                found.append(EntityMatch(part, best.paper_id, best.title, exact=False))
+                taken.add(best.paper_id)
+        return found if len(entities) + len(found) >= 2 else []
 
     def candidates(self, question: str, bundle: QueryBundle, query_vector: np.ndarray) -> Candidates:
         """Every retriever's ranked chunks for the question, before fusion."""

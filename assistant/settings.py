@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     # --- retrieval ------------------------------------------------------------------------
     top_k: int = Field(6, ge=1, le=50, description="Papers handed to the answer layer.")
     list_top_k: int = Field(
-        12, ge=1, le=100, description="Papers handed to the answer layer for list questions."
+        20, ge=1, le=100, description="Papers handed to the answer layer for list questions (the "
+        "relevance decision then keeps those that qualify)."
     )
     dense_candidates: int = Field(60, ge=1, description="Chunks fetched by dense search.")
     bm25_candidates: int = Field(60, ge=1, description="Chunks fetched by BM25.")

@@ -114,8 +114,8 @@ def row(change: str, measure: str, before: list[float], after: list[float], note
 
 def measure_store(store_dir: Path, questions: list[dict[str, Any]], label: str
                   ) -> list[dict[str, Any]]:
-    from assistant.citations import SentenceVectors
     from assistant.engine import Engine
+    from assistant.sentences import SentenceVectors
 
     engine = Engine(make_settings(store_dir, sentence_cache_max_papers=0))
     r = engine.retriever
@@ -231,8 +231,8 @@ def measure_store(store_dir: Path, questions: list[dict[str, Any]], label: str
 def warmup(store_dir: Path, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Cold first questions vs the same after the background warm-up (and after a restart that
     loads the saved cache)."""
-    from assistant.citations import SentenceVectors
     from assistant.engine import SENTENCE_CACHE, Engine
+    from assistant.sentences import SentenceVectors
 
     (store_dir / SENTENCE_CACHE).unlink(missing_ok=True)
     cold_engine = Engine(make_settings(store_dir, sentence_cache_max_papers=0))

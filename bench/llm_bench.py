@@ -39,9 +39,9 @@ def scripted_reply(request: dict[str, Any]) -> Any:
 def run(settings: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
     from openai import OpenAI
 
-    from assistant.citations import SentenceVectors
     from assistant.engine import Answer, Engine
     from assistant.fake_llm_server import FakeLLMServer
+    from assistant.sentences import SentenceVectors
 
     with FakeLLMServer(scripted_reply) as server:
         llm_settings = settings.model_copy(update={"openai_base_url": server.base_url,
