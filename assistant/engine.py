@@ -207,9 +207,33 @@ class Engine:
 
     # --- retrieval ------------------------------------------------------------------------
     def search(self, query: str, k: int | None = None) -> RetrievalResult:
+        """Papers for a query, best first: retrieval's candidates ordered by the relevance model."""
         query = clean_question(query, self.settings.max_question_chars)
         self.refresh_if_stale()
-        return self._guard(lambda: self.retriever.retrieve(query, k))
+        result, _records, _decision = self._guard(lambda: self._retrieve(query, k))
+        return result
+
+    def _retrieve(self, question: str, k: int | None = None, *, kind: str | None = None,
+                  extra: Sequence[str] = ()) -> tuple[RetrievalResult, dict[str, PaperRecord], Decision]:
+        """Retrieve, judge every paper's relevance, and order the papers by it (named ones first):
+        the relevance model, fitted on labelled questions, ranks better than fusion alone. For a
+        list question the pool is at least `list_top_k` papers before the cut to `k`."""
+        pool = max(k or 0, self.settings.list_top_k) if k else None
+        result = self.retriever.retrieve(question, pool, kind=kind,  # type: ignore[arg-type]
+                                         extra_paper_ids=list(extra))
+        records = self.store.get_papers([h.paper_id for h in result.papers])
+        if not result.papers:
+            return result, records, Decision([])
+        decision = self.judge.judge(question, result,
+                                    {pid: r.abstract for pid, r in records.items()})
+        order = sorted(range(len(result.papers)), key=lambda i: (
+            not result.papers[i].named, -decision.judgements[i].probability))
+        result.papers = [result.papers[i] for i in order]
+        decision.judgements = [decision.judgements[i] for i in order]
+        if k:
+            keep = max(k, sum(1 for h in result.papers if h.named))
+            result.papers, decision.judgements = result.papers[:keep], decision.judgements[:keep]
+        return result, records, decision
 
     def _guard(self, fn: Any) -> Any:
         try:
@@ -270,10 +294,9 @@ class Engine:
             standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
-        result: RetrievalResult = self._guard(
-            lambda: self.retriever.retrieve(standalone, k, kind=kind, extra_paper_ids=extra)
-        )
-        sources = self._sources(result)
+        result, records, decision = self._guard(
+            lambda: self._retrieve(standalone, k, kind=kind, extra=extra))
+        sources = self._sources(result, records, decision)
 
         answer = Answer(question=question, answer="", mode="llm" if use_llm else "extractive",
                         abstained=False, citations=[], sources=sources, kind=result.kind,
@@ -287,7 +310,6 @@ class Engine:
             return
 
         focus = [s.n for s in sources if s.paper_id in set(extra) | {e.paper_id for e in result.entities}]
-        decision = self._judge(standalone, result, sources)
         if decision.abstain:
             # Retrieval found papers near the question, and none of them answers it.
             answer.abstained = True
@@ -380,26 +402,23 @@ class Engine:
             text += f"\n\nThe nearest papers, in case they help:\n{nearest}"
         return text
 
-    def _sources(self, result: RetrievalResult) -> list[SourceDoc]:
-        records = self.store.get_papers([h.paper_id for h in result.papers])
+    def _sources(self, result: RetrievalResult, records: dict[str, PaperRecord],
+                 decision: Decision) -> list[SourceDoc]:
+        """The retrieved papers numbered for the answer, each with its relevance decision."""
+        judged = {j.paper_id: j for j in decision.judgements}
         sources = []
         for n, hit in enumerate(result.papers, start=1):
             record = records.get(hit.paper_id)
+            judgement = judged.get(hit.paper_id)
             sources.append(SourceDoc(
                 n=n, paper_id=hit.paper_id, title=hit.title or (record.title if record else ""),
                 url=(record.url if record else hit.url), abstract=record.abstract if record else "",
                 links=record.links if record else (), score=hit.score,
                 passages=[p.text for p in hit.passages],
+                verdict=judgement.verdict if judgement else "answers",
+                relevance=round(judgement.probability, 4) if judgement else 1.0,
             ))
         return sources
-
-    def _judge(self, question: str, result: RetrievalResult, sources: list[SourceDoc]) -> Decision:
-        """Mark each source with the relevance decision (named papers always answer)."""
-        decision = self.judge.judge(question, result, {s.paper_id: s.abstract for s in sources})
-        for source, judgement in zip(sources, decision.judgements, strict=True):
-            source.verdict = judgement.verdict
-            source.relevance = round(judgement.probability, 4)
-        return decision
 
     def _ids_for(self, titles: Sequence[str]) -> list[str]:
         from assistant.corpus import paper_id
