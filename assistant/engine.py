@@ -37,6 +37,7 @@ from assistant.llm import LLM, LLMError, complete, make_llm, prepare_llm
 from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.settings import Settings
 from assistant.store import PaperRecord, PaperStore
+from assistant.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,8 @@ class Engine:
     def search(self, query: str, k: int | None = None) -> RetrievalResult:
         query = clean_question(query, self.settings.max_question_chars)
         self.refresh_if_stale()
-        return self._guard(lambda: self.retriever.retrieve(query, k))
+        with span("retrieval", k=k):
+            return self._guard(lambda: self.retriever.retrieve(query, k))
 
     def _guard(self, fn: Any) -> Any:
         try:
@@ -233,7 +235,9 @@ class Engine:
         """Yield the answer's text as it grows (sanitised, citations not yet checked), then the
         final Answer (checked, with its source list)."""
         try:
-            yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles)
+            with span("question", mode=mode or self.mode, k=k, turns=len(history),
+                      compared=len(compare_titles)):
+                yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles)
         except AssistantError:
             raise
         except Exception as exc:  # any store read of the request, not only retrieval
@@ -268,9 +272,10 @@ class Engine:
             standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
-        result: RetrievalResult = self._guard(
-            lambda: self.retriever.retrieve(standalone, k, kind=kind, extra_paper_ids=extra)
-        )
+        with span("retrieval", k=k, named=len(extra)):
+            result: RetrievalResult = self._guard(
+                lambda: self.retriever.retrieve(standalone, k, kind=kind, extra_paper_ids=extra)
+            )
         sources = self._sources(result)
 
         answer = Answer(question=question, answer="", mode="llm" if use_llm else "extractive",
@@ -292,9 +297,10 @@ class Engine:
                 if llm_failure is not None:
                     # The model just failed on the follow-up; a second try would double the wait.
                     raise llm_failure
-                for delta in self.llm.stream(self._messages(question, result, sources, history)):
-                    raw += delta
-                    yield self._draft(raw, sources)
+                with span("llm", model=self.llm.name):
+                    for delta in self.llm.stream(self._messages(question, result, sources, history)):
+                        raw += delta
+                        yield self._draft(raw, sources)
             except LLMError as exc:
                 log.warning("LLM failed, answering offline: %s", exc)
                 answer.mode = "extractive"
@@ -317,7 +323,8 @@ class Engine:
             answer.notice = ("The language model's answer cited none of the papers, so it is not shown; "
                              "this is the offline answer, quoting the papers.")
         if answer.mode == "extractive":
-            raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
+            with span("fallback" if use_llm else "extractive", reason=answer.llm_error):
+                raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
         elif table_needed:
             table = self.extractive.compare(standalone, [s for s in sources if s.n in focus])
             raw = f"{table}\n\n{raw}"
@@ -336,8 +343,9 @@ class Engine:
     def _finish(self, raw: str, sources: list[SourceDoc], answer: Answer) -> str:
         text, removed_links, removed_html = sanitize(raw, self._allowed_urls(sources))
         text, removed_instructions = self.guard.redact(text)
-        report: CheckReport = check_citations(normalize_citations(text), sources, self.vectors,
-                                              self.settings.support_threshold)
+        with span("citations.check", sources=len(sources)):
+            report: CheckReport = check_citations(normalize_citations(text), sources, self.vectors,
+                                                  self.settings.support_threshold)
         answer.citations = report.citations
         answer.checks = {
             "invented_removed": report.invented,

@@ -25,6 +25,7 @@ from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
 from assistant.settings import Settings
 from assistant.store import PaperStore
 from assistant.titles import TOKEN, EntityMatch, TitleIndex, is_namelike
+from assistant.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -249,12 +250,15 @@ class HybridRetriever:
         entities = self.resolve_names(question)
         kind = kind or classify(question, len(entities))
         k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
-        query_vector = self.embedder.embed([question])[0]
+        with span("retrieval.embed"):
+            query_vector = self.embedder.embed([question])[0]
         bundle = QueryBundle(query_str=question, embedding=query_vector.tolist())
 
         has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
-        dense_hits = self.dense.retrieve(bundle) if has_chunks else []
-        bm25_hits = self._bm25(bundle)
+        with span("retrieval.dense"):
+            dense_hits = self.dense.retrieve(bundle) if has_chunks else []
+        with span("retrieval.bm25"):
+            bm25_hits = self._bm25(bundle)
         by_id: dict[str, NodeWithScore] = {}
         similarity: dict[str, float] = {}
         for hit in dense_hits:
@@ -265,8 +269,10 @@ class HybridRetriever:
             by_id.setdefault(hit.node.node_id, hit)
         rankings = [[h.node.node_id for h in dense_hits], [h.node.node_id for h in bm25_hits]]
         weights = [1.0, 1.0]
-        literal = self._literal(question, query_vector)
-        phrases = self._phrases(question, query_vector)
+        with span("retrieval.literal"):
+            literal = self._literal(question, query_vector)
+        with span("retrieval.phrases"):
+            phrases = self._phrases(question, query_vector)
         for found, weight in ((literal, self.settings.literal_weight),
                               (phrases, self.settings.phrase_weight)):
             for node_id, (node, sim) in found.items():
@@ -295,8 +301,9 @@ class HybridRetriever:
             hit.score = scores[0] + (0.5 * scores[1] if len(scores) > 1 else 0.0)
 
         named_ids = [e.paper_id for e in entities] + list(extra_paper_ids or [])
-        for pid in dict.fromkeys(named_ids):
-            papers[pid] = self._named_hit(pid, query_vector, papers.get(pid))
+        with span("retrieval.named", papers=len(set(named_ids))):
+            for pid in dict.fromkeys(named_ids):
+                papers[pid] = self._named_hit(pid, query_vector, papers.get(pid))
 
         ranked = sorted(papers.values(), key=lambda h: (h.named, h.score), reverse=True)
         n_named = sum(1 for h in ranked if h.named)
