@@ -84,7 +84,7 @@ def configure(exporter: Any = None) -> bool:
         if exporter is not None:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         else:
-            for made in _env_exporters():
+            for made in env_exporters():
                 provider.add_span_processor(BatchSpanProcessor(made))
             if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
                 trace.set_tracer_provider(provider)
@@ -99,7 +99,7 @@ def reset() -> None:
         _tracer, _configured = None, False
 
 
-def _env_exporters() -> list[Any]:
+def env_exporters() -> list[Any]:
     """The exporters OTEL_TRACES_EXPORTER names (comma-separated), from the exporter packages'
     own entry points, as the SDK's auto-configuration finds them."""
     names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").lower().split(",")]
