@@ -51,6 +51,15 @@ class SourceDoc:
 
 
 @dataclass
+class Claim:
+    """One span of the answer that a citation vouches for, and the paper's sentence behind it."""
+
+    text: str  # the answer's sentence, list item or table cell, citation marks removed
+    evidence: str  # the cited paper's sentence that supports it best
+    support: float
+
+
+@dataclass
 class Citation:
     n: int
     paper_id: str
@@ -58,6 +67,7 @@ class Citation:
     url: str
     support: float
     flagged: bool = False  # shown, but its sentence is not well supported by the paper
+    claims: list[Claim] = field(default_factory=list)
 
 
 @dataclass
@@ -74,21 +84,29 @@ class CheckReport:
 def support_score(claim: str, source: SourceDoc, vectors: SentenceVectors) -> float:
     """How well a source backs a claim, in [0, 1]: semantic similarity with the source's closest
     sentence, plus overlap of the claim's numbers and content words with the source."""
+    return evidence_for(claim, source, vectors)[1]
+
+
+def evidence_for(claim: str, source: SourceDoc, vectors: SentenceVectors) -> tuple[str, float]:
+    """The source's sentence closest to the claim, and the claim's support score."""
     claim = CITE.sub("", claim).strip()
     if not claim:
-        return 0.0
+        return "", 0.0
     text = f"{source.title} {source.abstract}"
+    sentences = split_sentences(source.abstract) or [source.abstract]
     if _quoted(claim, text):
         semantic = 1.0  # a verbatim quote needs no model to vouch for it
+        flat = claim.replace("(", "[").replace(")", "]")
+        best = next((s for s in sentences if s[:40] in claim or s[:40] in flat), sentences[0])
     else:
-        sentences = split_sentences(source.abstract) or [source.abstract]
-        sims = vectors([claim, *sentences])
-        semantic = float(np.max(sims[1:] @ sims[0]))
+        sims = vectors(sentences) @ vectors([claim])[0]
+        semantic = float(np.max(sims))
+        best = sentences[int(np.argmax(sims))]
     claim_numbers = numbers(claim)
     number_score = (len(claim_numbers & numbers(text)) / len(claim_numbers)) if claim_numbers else 1.0
     claim_words = content_words(claim)
     word_score = (len(claim_words & content_words(text)) / len(claim_words)) if claim_words else 1.0
-    return round(max(0.0, min(1.0, 0.5 * semantic + 0.25 * number_score + 0.25 * word_score)), 3)
+    return best, round(max(0.0, min(1.0, 0.5 * semantic + 0.25 * number_score + 0.25 * word_score)), 3)
 
 
 def _quoted(claim: str, text: str) -> bool:
@@ -127,6 +145,7 @@ def check_citations(text: str, sources: list[SourceDoc], vectors: SentenceVector
     by_n = {s.n: s for s in sources}
     report = CheckReport(text="", citations=[])
     best_support: dict[int, float] = {}
+    claims: dict[int, list[Claim]] = {}
     flagged_ns: set[int] = set()
     pieces: list[str] = []
     cursor = 0
@@ -141,19 +160,21 @@ def check_citations(text: str, sources: list[SourceDoc], vectors: SentenceVector
                 if n not in by_n:
                     report.invented += 1
                     continue
-                score = support_score(claim, by_n[n], vectors) if claim else 1.0
+                evidence, score = evidence_for(claim, by_n[n], vectors) if claim else ("", 1.0)
                 if score < threshold:
                     alternatives = [
-                        (support_score(claim, s, vectors), s.n) for s in sources if s.n != n
+                        (*reversed(evidence_for(claim, s, vectors)), s.n) for s in sources if s.n != n
                     ]
-                    alt_score, alt_n = max(alternatives, default=(0.0, n))
+                    alt_score, alt_evidence, alt_n = max(alternatives, default=(0.0, "", n))
                     if alt_score >= threshold:
                         report.reattributed += 1
-                        n, score = alt_n, alt_score
+                        n, score, evidence = alt_n, alt_score, alt_evidence
                     else:
                         report.flagged += 1
                         flagged_ns.add(n)
                 best_support[n] = max(best_support.get(n, 0.0), score)
+                if claim:
+                    claims.setdefault(n, []).append(Claim(claim, evidence, score))
                 mark = f"[{n}]" if score >= threshold else f"[{n}?]"
                 if mark not in kept:
                     kept.append(mark)
@@ -168,7 +189,8 @@ def check_citations(text: str, sources: list[SourceDoc], vectors: SentenceVector
         source = by_n[n]
         report.citations.append(
             Citation(n, source.paper_id, source.title, source.url, best_support[n],
-                     flagged=n in flagged_ns and best_support[n] < threshold)
+                     flagged=n in flagged_ns and best_support[n] < threshold,
+                     claims=claims.get(n, []))
         )
     return report
 

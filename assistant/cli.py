@@ -205,6 +205,45 @@ def serve(
     run(lambda: do_serve(_settings(store, host=host, port=port)))
 
 
+@app.command()
+def mcp(store: StoreOpt = None) -> None:
+    """Serve the assistant over MCP on stdin/stdout, for desktop clients (over HTTP: /mcp of
+    `assistant serve`)."""
+    from assistant.web.mcp import serve_stdio
+
+    run(lambda: serve_stdio(_settings(store)))
+
+
+feedback_app = typer.Typer(no_args_is_help=True, help="Feedback given on answers (UI and API).")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="JSONL file to write (default: stdout).")] = None,
+) -> None:
+    """Write thumbs-down and flagged answers as evaluation questions (the JSONL `assistant eval
+    --qa` reads)."""
+    from assistant.feedback import FeedbackStore
+
+    def go() -> None:
+        feedbacks = FeedbackStore(_settings(store))
+        if out is None:
+            summary = feedbacks.export(sys.stdout)
+        else:
+            try:
+                with out.open("w", encoding="utf-8") as handle:
+                    summary = feedbacks.export(handle)
+            except OSError as exc:
+                raise AssistantError(f"{out}: cannot write it ({exc.strerror})") from None
+        for line in summary.skipped:
+            typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(summary.line(), err=True)
+
+    run(go)
+
+
 def main(argv: list[str] | None = None) -> None:
     app(args=argv)
 

@@ -38,6 +38,7 @@ from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.sentences import SentenceVectors
 from assistant.settings import Settings
 from assistant.store import PaperRecord, PaperStore
+from assistant.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,15 @@ class Answer:
             "abstained": self.abstained,
             "citations": [
                 {"n": c.n, "title": c.title, "paper_id": c.paper_id, "url": c.url,
-                 "support": c.support, "flagged": c.flagged}
+                 "support": c.support, "flagged": c.flagged,
+                 "claims": [{"claim": x.text, "evidence": x.evidence, "support": x.support}
+                            for x in c.claims]}
                 for c in self.citations
             ],
             "sources": [
                 {"n": s.n, "title": s.title, "paper_id": s.paper_id, "url": s.url,
-                 "score": round(s.score, 5), "passages": s.passages}
+                 "score": round(s.score, 5), "passages": s.passages, "verdict": s.verdict,
+                 "relevance": s.relevance}
                 for s in self.sources
             ],
             "kind": self.kind,
@@ -210,7 +214,8 @@ class Engine:
         """Papers for a query, best first: retrieval's candidates ordered by the relevance model."""
         query = clean_question(query, self.settings.max_question_chars)
         self.refresh_if_stale()
-        result, _records, _decision = self._guard(lambda: self._retrieve(query, k))
+        with span("retrieval", k=k):
+            result, _records, _decision = self._guard(lambda: self._retrieve(query, k))
         return result
 
     def _retrieve(self, question: str, k: int | None = None, *, kind: str | None = None,
@@ -259,7 +264,9 @@ class Engine:
         """Yield the answer's text as it grows (sanitised, citations not yet checked), then the
         final Answer (checked, with its source list)."""
         try:
-            yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles)
+            with span("question", mode=mode or self.mode, k=k, turns=len(history),
+                      compared=len(compare_titles)):
+                yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles)
         except AssistantError:
             raise
         except Exception as exc:  # any store read of the request, not only retrieval
@@ -294,8 +301,9 @@ class Engine:
             standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
-        result, records, decision = self._guard(
-            lambda: self._retrieve(standalone, k, kind=kind, extra=extra))
+        with span("retrieval", k=k, named=len(extra)):
+            result, records, decision = self._guard(
+                lambda: self._retrieve(standalone, k, kind=kind, extra=extra))
         sources = self._sources(result, records, decision)
 
         answer = Answer(question=question, answer="", mode="llm" if use_llm else "extractive",
@@ -325,9 +333,10 @@ class Engine:
                 if llm_failure is not None:
                     # The model just failed on the follow-up; a second try would double the wait.
                     raise llm_failure
-                for delta in self.llm.stream(self._messages(question, result, sources, history)):
-                    raw += delta
-                    yield self._draft(raw, sources)
+                with span("llm", model=self.llm.name):
+                    for delta in self.llm.stream(self._messages(question, result, sources, history)):
+                        raw += delta
+                        yield self._draft(raw, sources)
             except LLMError as exc:
                 log.warning("LLM failed, answering offline: %s", exc)
                 answer.mode = "extractive"
@@ -350,7 +359,8 @@ class Engine:
             answer.notice = ("The language model's answer cited none of the papers, so it is not shown; "
                              "this is the offline answer, quoting the papers.")
         if answer.mode == "extractive":
-            raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
+            with span("fallback" if use_llm else "extractive", reason=answer.llm_error):
+                raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
         elif table_needed:
             table = self.extractive.compare(standalone, [s for s in sources if s.n in focus])
             raw = f"{table}\n\n{raw}"
@@ -369,8 +379,9 @@ class Engine:
     def _finish(self, raw: str, sources: list[SourceDoc], answer: Answer) -> str:
         text, removed_links, removed_html = sanitize(raw, self._allowed_urls(sources))
         text, removed_instructions = self.guard.redact(text)
-        report: CheckReport = check_citations(normalize_citations(text), sources, self.vectors,
-                                              self.settings.support_threshold)
+        with span("citations.check", sources=len(sources)):
+            report: CheckReport = check_citations(normalize_citations(text), sources, self.vectors,
+                                                  self.settings.support_threshold)
         answer.citations = report.citations
         answer.checks = {
             "invented_removed": report.invented,

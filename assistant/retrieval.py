@@ -26,6 +26,7 @@ from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
 from assistant.settings import Settings
 from assistant.store import PaperStore
 from assistant.titles import TOKEN, EntityMatch, TitleIndex, is_namelike
+from assistant.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,8 @@ class HybridRetriever:
             entities += self.described_targets(question, entities)
         kind = kind or classify(question, len(entities))
         k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
-        query_vector = self.embedder.embed([question])[0]
+        with span("retrieval.embed"):
+            query_vector = self.embedder.embed([question])[0]
         bundle = QueryBundle(query_str=question, embedding=query_vector.tolist())
 
         candidates = self.candidates(question, bundle, query_vector)
@@ -279,8 +281,9 @@ class HybridRetriever:
         similarity = candidates.similarity
 
         named_ids = [e.paper_id for e in entities] + list(extra_paper_ids or [])
-        for pid in dict.fromkeys(named_ids):
-            papers[pid] = self._named_hit(pid, query_vector, papers.get(pid))
+        with span("retrieval.named", papers=len(set(named_ids))):
+            for pid in dict.fromkeys(named_ids):
+                papers[pid] = self._named_hit(pid, query_vector, papers.get(pid))
 
         ranked = sorted(papers.values(), key=lambda h: (h.named, h.score), reverse=True)
         n_named = sum(1 for h in ranked if h.named)
@@ -319,8 +322,10 @@ class HybridRetriever:
     def candidates(self, question: str, bundle: QueryBundle, query_vector: np.ndarray) -> Candidates:
         """Every retriever's ranked chunks for the question, before fusion."""
         has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
-        dense_hits = self.dense.retrieve(bundle) if has_chunks else []
-        bm25_hits = self._bm25(bundle)
+        with span("retrieval.dense"):
+            dense_hits = self.dense.retrieve(bundle) if has_chunks else []
+        with span("retrieval.bm25"):
+            bm25_hits = self._bm25(bundle)
         found = Candidates()
         for hit in dense_hits:
             found.nodes[hit.node.node_id] = hit.node
@@ -331,8 +336,11 @@ class HybridRetriever:
             found.bm25[hit.node.node_id] = float(hit.score or 0.0)
         found.rankings["dense"] = [h.node.node_id for h in dense_hits]
         found.rankings["bm25"] = [h.node.node_id for h in bm25_hits]
-        for name, sub in (("literal", self._literal(question, query_vector)),
-                          ("phrase", self._phrases(question, query_vector))):
+        with span("retrieval.literal"):
+            literal = self._literal(question, query_vector)
+        with span("retrieval.phrases"):
+            phrases = self._phrases(question, query_vector)
+        for name, sub in (("literal", literal), ("phrase", phrases)):
             for node_id, (node, sim) in sub.items():
                 found.nodes.setdefault(node_id, node)
                 found.similarity.setdefault(node_id, sim)

@@ -263,6 +263,22 @@ class Settings(BaseSettings):
         "~2 ms more. Set when a store is created, and applied to an existing one by the next ingest.",
     )
 
+    # --- MCP server and feedback (issue 16) -------------------------------------------------
+    mcp_http: bool = Field(
+        True, description="Serve MCP over streamable HTTP at /mcp of the app (behind api_token)."
+    )
+    mcp_start_wait: float = Field(
+        60.0, ge=0,
+        description="Seconds an MCP tool call waits for the engine while it starts (model load, "
+        "first index build) before answering that the assistant is starting.",
+    )
+    mcp_max_papers: int = Field(
+        20, ge=1, description="Most paper ids one MCP filter names."
+    )
+    feedback_max_chars: int = Field(
+        4_000, ge=100, description="Longest feedback comment accepted."
+    )
+
     # --- derived --------------------------------------------------------------------------
     @property
     def llm_configured(self) -> bool:
@@ -271,6 +287,10 @@ class Settings(BaseSettings):
     @property
     def bm25_dir(self) -> Path:
         return self.store_dir / "bm25"
+
+    @property
+    def feedback_path(self) -> Path:
+        return self.store_dir / "feedback.sqlite3"
 
 
 def load_settings(store: Path | None = None, **overrides: object) -> Settings:

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from conftest import make_settings
 
-from assistant.citations import SentenceVectors, split_sentences
 from assistant.corpus import load_papers, normalize_title
 from assistant.embedding import HashEmbedder
 from assistant.engine import SENTENCE_CACHE, Engine
 from assistant.ingest import ingest
 from assistant.lexical import VerbatimIndex, load_bm25
 from assistant.retrieval import case_variants, key_phrases, literal_terms, term_variants
+from assistant.sentences import SentenceVectors, split_sentences
 from assistant.settings import BUNDLED_CORPUS, Settings
 from assistant.store import PaperStore
 from assistant.titles import TitleIndex, _alias_pattern, _compact, near_miss_words

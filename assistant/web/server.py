@@ -11,6 +11,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import gradio as gr
 import uvicorn
@@ -18,12 +20,13 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant import tracing
 from assistant.engine import Engine
 from assistant.errors import AssistantError
 from assistant.settings import Settings
-from assistant.store import PaperStore
-from assistant.web.api import build_router, error_body, install_error_handlers
+from assistant.web.api import Limiter, build_router, error_body, install_error_handlers, install_openapi
 from assistant.web.holder import EngineHolder
+from assistant.web.mcp import build_mcp, mount_mcp
 from assistant.web.ui import CSS, HEAD, build_ui, theme
 
 log = logging.getLogger(__name__)
@@ -99,35 +102,32 @@ def parse_ui_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def _store_is_empty(settings: Settings) -> bool:
-    store = PaperStore(settings)
-    store.check_compatible()  # a mismatched store is reported now, not after a load
-    return store.count_papers() == 0
-
-
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The FastAPI app: API routes first, then the Gradio UI mounted at `/`."""
     auth = parse_ui_auth(settings.ui_auth)
-    if engine is not None:
-        holder = EngineHolder(settings, engine)
-    else:
-        holder = EngineHolder(settings)
-        if _store_is_empty(settings):
-            if not settings.auto_ingest:
-                raise AssistantError(f"the store at {settings.store_dir} is empty",
-                                     hint="build it with `assistant ingest`, or set "
-                                          "ASSISTANT_AUTO_INGEST=true")
-            print(f"First start: building the index of {len(settings.corpus_paths)} corpus "
-                  "file(s) in the background; the page shows the progress.", flush=True)
-            holder.start_background(ingest_first=True)
-        else:
-            holder = EngineHolder(settings, Engine(settings))
+    tracing.configure()  # on only with the OTEL_* settings
+    holder = EngineHolder(settings, engine) if engine is not None else EngineHolder.start(settings)
+    if not holder.ready:
+        print(f"First start: building the index of {len(settings.corpus_paths)} corpus "
+              "file(s) in the background; the page shows the progress.", flush=True)
+    limiter = Limiter(settings.concurrency, settings.queue_size)  # API and MCP calls together
+    mcp = build_mcp(holder, settings, limiter) if settings.mcp_http else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if mcp is not None:
+                await stack.enter_async_context(mcp.session_manager.run())
+            yield
 
     app = FastAPI(title="Paper assistant", docs_url="/api/docs", redoc_url=None,
-                  openapi_url="/api/openapi.json")
+                  openapi_url="/api/openapi.json", lifespan=lifespan)
     app.state.holder = holder
     install_error_handlers(app)
-    app.include_router(build_router(holder, settings))
+    install_openapi(app)
+    app.include_router(build_router(holder, settings, limiter))
+    if mcp is not None:
+        mount_mcp(app, mcp, settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     blocks = build_ui(holder, settings)
