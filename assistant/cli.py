@@ -168,16 +168,27 @@ def evaluate(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
     mode: Annotated[str | None, typer.Option("--mode", help="auto, extractive or llm.")] = None,
+    check: Annotated[Path | None, typer.Option(
+        "--check", help="Floors file (JSON): exit 1 when a metric drops below its floor minus the "
+        "file's tolerance.")] = None,
 ) -> None:
     """Recall@5/10, MRR, citation and abstention metrics on a question set."""
+    from assistant.evaluation import check_report, format_report, load_floors, load_questions
     from assistant.evaluation import evaluate as do_eval
-    from assistant.evaluation import format_report, load_questions
 
     def go() -> None:
         questions = load_questions(qa)
+        floors = load_floors(check) if check else None
         engine = _engine(store, mode)
         report = do_eval(engine, questions)
         typer.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
+        if floors is not None:
+            drops = check_report(report, floors)
+            for line in drops:
+                typer.secho(f"regression: {line}", fg=typer.colors.RED, err=True)
+            if drops:
+                raise typer.Exit(1)
+            typer.echo(f"quality check passed against {check}", err=True)
 
     run(go)
 

@@ -163,3 +163,32 @@ def format_report(report: dict[str, Any]) -> str:
         cells = ["–" if summary[c] is None else str(summary[c]) for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def load_floors(path: Path) -> dict[str, Any]:
+    """A floors file: {"tolerance": 0.03, "floors": {"overall" | kind: {metric: value}}}."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AssistantError(f"{path}: not a readable floors file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("floors"), dict):
+        raise AssistantError(f"{path}: expected an object with 'floors' and 'tolerance'")
+    return data
+
+
+def check_report(report: dict[str, Any], floors: dict[str, Any]) -> list[str]:
+    """Metrics that fell below their floor by more than the tolerance (for false abstention,
+    which should stay low, rose above it)."""
+    tolerance = float(floors.get("tolerance", 0.03))
+    drops = []
+    for group, metrics in floors["floors"].items():
+        summary = report["overall"] if group == "overall" else report["by_kind"].get(group, {})
+        for metric, floor in metrics.items():
+            value = summary.get(metric)
+            if value is None:
+                drops.append(f"{group} {metric}: not measured")
+            elif metric == "false_abstention" and value > floor + tolerance:
+                drops.append(f"{group} {metric}: {value} > {floor} + {tolerance}")
+            elif metric != "false_abstention" and value < floor - tolerance:
+                drops.append(f"{group} {metric}: {value} < {floor} - {tolerance}")
+    return drops

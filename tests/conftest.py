@@ -19,16 +19,6 @@ for var in [v for v in os.environ if v.startswith("ASSISTANT_")]:
 
 DATA = Path(__file__).parent / "data"
 
-# Unanswerable questions the retriever still takes as covered: a condition the corpus never names,
-# asked in a setting it knows well (LLM chatbots), that the Disease Ontology's names do not include
-# ("depression" is "major depressive disorder" there), so the unknown-disease signal cannot see it
-# (see docs/RETRIEVAL.md, "What remains weak").
-KNOWN_MISSED_ABSTENTIONS = {
-    "Which LLM chatbot offers counselling to patients with depression, and how did clinicians rate "
-    "it?",
-}
-
-
 def make_settings(store_dir: Path, **overrides: object) -> Settings:
     """Settings isolated from the environment and any .env file."""
     return Settings(_env_file=None, store_dir=store_dir, **overrides)  # type: ignore[call-arg]
