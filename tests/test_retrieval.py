@@ -143,7 +143,8 @@ def test_max_chunks_per_paper_is_a_setting(engine, corpus_store):
         assert all(len(h.passages) == 1 for h in retriever.retrieve(question).papers)
 
 
-@pytest.mark.parametrize("question", [q["question"] for q in QUESTIONS if q["kind"] == "list"][:6])
+@pytest.mark.parametrize("question", [q["question"] for path in SETS.values() for q in load(path)
+                                      if q["kind"] == "list"][:6])
 def test_list_questions_return_list_top_k_distinct_papers(engine, question):
     result = engine.search(question)
     assert result.kind == "list"
