@@ -143,8 +143,11 @@ FALLBACK = {"shapes": {shape: {"coefficients": {"bias": -6.0, "sent_max": 10.0, 
                        for shape in ("single", "many", "comparative")}}
 
 
-QUESTION_FEATURES = ("bias", "best_p", "best_sent", "best_cov", "cov_of_best", "rest_cov", "missing",
-                     "named", "dense_best", "n_terms", "many", "comparative", "literal")
+# Fewer than the features computed: the abstention model learns from few unanswerable questions,
+# and the bag-of-words ones (coverage of the best paper, question length) fitted noise on the tune
+# split (out-of-fold: more answerable questions abstained for no more unanswerable ones caught).
+QUESTION_FEATURES = ("bias", "best_p", "best_sent", "best_cov", "missing", "named", "dense_best",
+                     "many", "comparative", "literal")
 
 
 def question_features(question: str, result: RetrievalResult, rows: list[dict[str, float]],

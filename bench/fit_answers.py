@@ -207,9 +207,9 @@ def fit_abstention(per_question: list, relevance: dict, max_false: float = 0.01)
     y = np.array(y)
     out_of_fold = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=5).split(X, y, np.arange(len(y))):
-        model = LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced").fit(X[train], y[train])
+        model = LogisticRegression(C=0.5, max_iter=5000, class_weight="balanced").fit(X[train], y[train])
         out_of_fold[test] = model.predict_proba(X[test])[:, 1]
-    model = LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced").fit(X, y)
+    model = LogisticRegression(C=0.5, max_iter=5000, class_weight="balanced").fit(X, y)
     answerable = np.sort(out_of_fold[~y])
     threshold = float(answerable[min(len(answerable) - 1, int((1 - max_false) * len(answerable)))]) + 1e-6
     caught = float((out_of_fold[y] >= threshold).mean())
