@@ -33,6 +33,7 @@ from assistant.corpus import is_code_link
 from assistant.embedding import get_embedder
 from assistant.errors import AssistantError, StoreError
 from assistant.extractive import ExtractiveAnswerer
+from assistant.filters import Filters, parse_filter_phrases
 from assistant.llm import LLM, LLMError, complete, make_llm, prepare_llm
 from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.settings import Settings
@@ -60,6 +61,7 @@ class Answer:
     llm_error: str | None = None
     checks: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    filters: Filters | None = None  # the filters retrieval applied (explicit, or read from the question)
 
     @property
     def cited_titles(self) -> list[str]:
@@ -86,6 +88,7 @@ class Answer:
             "llm_error": self.llm_error,
             "checks": self.checks,
             "seconds": round(self.seconds, 4),
+            "filters": self.filters.to_json() if self.filters else None,
         }
 
 
@@ -204,10 +207,15 @@ class Engine:
         return self._guard(self.store.all_papers)
 
     # --- retrieval ------------------------------------------------------------------------
-    def search(self, query: str, k: int | None = None) -> RetrievalResult:
+    def search(self, query: str, k: int | None = None, *, filters: Filters | None = None
+               ) -> RetrievalResult:
+        """Retrieval only. `filters=None` reads filter phrases ("since 2023") from the query;
+        explicit filters (even empty ones) turn that off."""
         query = clean_question(query, self.settings.max_question_chars)
+        if filters is None:
+            query, filters = parse_filter_phrases(query)
         self.refresh_if_stale()
-        return self._guard(lambda: self.retriever.retrieve(query, k))
+        return self._guard(lambda: self.retriever.retrieve(query, k, filters=filters or None))
 
     def _guard(self, fn: Any) -> Any:
         try:
@@ -229,11 +237,14 @@ class Engine:
         return answer
 
     def stream(self, question: str, history: Sequence[Turn] = (), *, mode: Mode | None = None,
-               k: int | None = None, compare_titles: Sequence[str] = ()) -> Iterator[str | Answer]:
+               k: int | None = None, compare_titles: Sequence[str] = (),
+               filters: Filters | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text as it grows (sanitised, citations not yet checked), then the
-        final Answer (checked, with its source list)."""
+        final Answer (checked, with its source list). `filters=None` reads filter phrases ("since
+        2023") from the question; explicit filters (even empty ones) turn that off."""
         try:
-            yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles)
+            yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles,
+                                    filters=filters)
         except AssistantError:
             raise
         except Exception as exc:  # any store read of the request, not only retrieval
@@ -242,7 +253,8 @@ class Engine:
             raise
 
     def _stream(self, question: str, history: Sequence[Turn], *, mode: Mode | None,
-                k: int | None, compare_titles: Sequence[str]) -> Iterator[str | Answer]:
+                k: int | None, compare_titles: Sequence[str],
+                filters: Filters | None = None) -> Iterator[str | Answer]:
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         if len(history) > self.settings.max_turns:
@@ -268,14 +280,17 @@ class Engine:
             standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
+        if filters is None:
+            standalone, filters = parse_filter_phrases(standalone)
         result: RetrievalResult = self._guard(
-            lambda: self.retriever.retrieve(standalone, k, kind=kind, extra_paper_ids=extra)
+            lambda: self.retriever.retrieve(standalone, k, kind=kind, extra_paper_ids=extra,
+                                            filters=filters or None)
         )
         sources = self._sources(result)
 
         answer = Answer(question=question, answer="", mode="llm" if use_llm else "extractive",
                         abstained=False, citations=[], sources=sources, kind=result.kind,
-                        standalone_question=standalone)
+                        standalone_question=standalone, filters=result.filters)
         if not result.covered or not sources:
             answer.abstained = True
             answer.answer = self._abstain_text(sources, result.unknown_condition)

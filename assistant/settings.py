@@ -260,6 +260,13 @@ class Settings(BaseSettings):
         "~2 ms more. Set when a store is created, and applied to an existing one by the next ingest.",
     )
 
+    # --- bibliographic library (issue 15: import, filters, export) -------------------------
+    evidence_min_similarity: float = Field(
+        0.15, ge=-1, le=1,
+        description="Cosine similarity a sentence needs to its column's description to fill a cell "
+        "of the evidence table; below it the cell reads \"not stated\".",
+    )
+
     # --- derived --------------------------------------------------------------------------
     @property
     def llm_configured(self) -> bool:
