@@ -65,6 +65,7 @@ def export_bibtex(records: Sequence[PaperRecord]) -> str:
 
     library = Library()
     keys: set[str] = set()
+    raw: list[list[Field]] = []  # identifiers and links, which are not LaTeX-encoded
     for record in records:
         fields = [Field("title", record.title)]
         if record.author_list:
@@ -76,18 +77,21 @@ def export_bibtex(records: Sequence[PaperRecord]) -> str:
             entry_type = "inproceedings" if CONFERENCE.search(record.venue) else "article"
             fields.append(Field("booktitle" if entry_type == "inproceedings" else "journal",
                                 record.venue))
-        for name, value in (("doi", record.doi), ("url", record.url), ("pmid", record.pmid)):
-            if value:
-                fields.append(Field(name, value))
-        if record.arxiv_id:
-            fields += [Field("eprint", record.arxiv_id), Field("archiveprefix", "arXiv")]
         if record.keyword_list:
             fields.append(Field("keywords", ", ".join(record.keyword_list)))
         fields.append(Field("abstract", record.abstract))
+        identifiers = [Field(name, value) for name, value in (
+            ("doi", record.doi), ("url", record.url), ("pmid", record.pmid), ("eprint", record.arxiv_id))
+            if value]
+        if record.arxiv_id:
+            fields.append(Field("archiveprefix", "arXiv"))
+        raw.append(identifiers)
         library.add(Entry(entry_type, _bibtex_key(record, keys), fields))
     library = LatexEncodingMiddleware(allow_inplace_modification=True).transform(library)
-    for entry in library.entries:
+    for entry, identifiers in zip(library.entries, raw, strict=True):
         entry.fields_dict["title"].value = "{" + entry.fields_dict["title"].value + "}"
+        for identifier in identifiers:
+            entry.set_field(identifier)
     return bibtexparser.write_string(library)
 
 

@@ -24,6 +24,8 @@ SNIFF = re.compile(r"^\s*@(?:article|inproceedings|incollection|conference|book|
                    r"thesis|proceedings|software|dataset|electronic|manual|booklet)\s*[{(]",
                    re.IGNORECASE | re.MULTILINE)
 VENUE_FIELDS = ("journal", "journaltitle", "booktitle", "eventtitle", "series")
+# Identifiers and links are not LaTeX: "%" in a URL is not a comment, "_" in a DOI not a subscript.
+RAW_FIELDS = ("url", "doi", "eprint", "pmid")
 
 
 def sniff(head: str) -> bool:
@@ -38,8 +40,14 @@ def parse(path: Path, text: str) -> list[Entry]:
     # bibtexparser logs each failed block itself; the failure is reported here, once, as an error.
     logging.getLogger("bibtexparser").setLevel(logging.ERROR)
     try:
-        library = bibtexparser.parse_string(
-            text, append_middleware=[LatexDecodingMiddleware(), SeparateCoAuthors()])
+        library = bibtexparser.parse_string(text)
+        raw = [{f.key.lower(): f.value for f in entry.fields if f.key.lower() in RAW_FIELDS}
+               for entry in library.entries]
+        library = SeparateCoAuthors().transform(LatexDecodingMiddleware().transform(library))
+        for entry, values in zip(library.entries, raw, strict=True):
+            for field in entry.fields:
+                if field.key.lower() in values:
+                    field.value = values[field.key.lower()]
     except Exception as exc:  # the parser's own errors have no common base class
         raise CorpusError(f"{path}: not readable as BibTeX ({type(exc).__name__}: {exc})") from None
     blocks = list(library.entries)
