@@ -448,9 +448,12 @@ class HybridRetriever:
         indexes, scores = retriever.bm25.retrieve(tokens, k=k, show_progress=False,
                                                   weight_mask=mask.astype(np.float32))
         hits = []
-        for idx, score in zip(indexes[0], scores[0], strict=True):
-            node = self.verbatim.node(self.verbatim.ids[int(idx)])
-            if node is not None and mask[int(idx)]:
+        for found, score in zip(indexes[0], scores[0], strict=True):
+            # bm25s answers with the corpus record where it keeps the corpus, else its position.
+            position = (self.verbatim.position.get(str(found.get("node_id")), -1)
+                        if isinstance(found, dict) else int(found))
+            node = self.verbatim.node(self.verbatim.ids[position]) if position >= 0 else None
+            if node is not None and mask[position]:
                 hits.append(NodeWithScore(node=node, score=float(score)))
         return hits
 
