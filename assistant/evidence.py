@@ -30,7 +30,18 @@ COLUMNS: dict[str, tuple[str, re.Pattern[str] | None]] = {
                     re.compile(r"(\d|\b(outperform\w*|achiev\w*|state-of-the-art|improv\w*)\b)",
                                re.I)),
 }
-CUE_BONUS = 0.15
+# Descriptions for column names users often add, which the small embedder reads poorly alone
+# ("sample size" alone is nearest to "routinely collected data").
+KNOWN_COLUMNS = {
+    "sample size": "the number of patients, participants, subjects, images, scans or cases studied",
+    "limitations": "a limitation, weakness or drawback of the study",
+    "metric": "the evaluation metric such as accuracy, AUROC, Dice or F1",
+    "code": "the code, software or repository is publicly available",
+}
+# A column whose name asks for an amount favours sentences with numbers in them.
+QUANTITY = re.compile(r"\b(size|number|count|how many|amount|n)\b", re.I)
+NUMBER = re.compile(r"\d")
+CUE_BONUS = 0.3  # as the comparison table's (extractive.py): cue words matter as much as the vector
 MAX_EXTRA_COLUMNS = 5
 COLUMN_NAME = re.compile(r"^[\w][\w \-/()%.,]{0,59}$")
 
@@ -107,9 +118,11 @@ def evidence_table(sources: Sequence[SourceDoc], vectors: SentenceVectors,
     """One row per source, in order. Each column gets the sentence of the paper that fits it best
     (cosine with the column's description, plus a small bonus for its cue words), picked greedily
     best-first, each sentence in one default column at most; a column that no sentence fits at
-    `min_similarity` reads "not stated" rather than quoting something unrelated."""
+    `min_similarity` (similarity plus bonus) reads "not stated" rather than quoting something
+    unrelated."""
     columns = column_names(extra_columns)
-    descriptions = [COLUMNS[c][0] if c in COLUMNS else f"the {c} of the study" for c in columns]
+    descriptions = [COLUMNS[c][0] if c in COLUMNS else KNOWN_COLUMNS.get(c, f"the {c} of the study")
+                    for c in columns]
     column_vectors = vectors(descriptions)
     rows = []
     for source in sources:
@@ -123,6 +136,13 @@ def evidence_table(sources: Sequence[SourceDoc], vectors: SentenceVectors,
     return EvidenceTable(columns, rows)
 
 
+def _words_of(name: str) -> re.Pattern[str] | None:
+    """A pattern for the name's own words (their first five letters: "hospital" finds
+    "hospitals")."""
+    words = [w[:5] for w in re.findall(r"[A-Za-z]{4,}", name)]
+    return re.compile(r"\b(" + "|".join(map(re.escape, words)) + ")", re.I) if words else None
+
+
 def _assign(columns: list[str], sentences: list[str], sims: np.ndarray, floor: float
             ) -> dict[str, EvidenceCell]:
     scored = []
@@ -130,12 +150,13 @@ def _assign(columns: list[str], sentences: list[str], sims: np.ndarray, floor: f
         cue = COLUMNS[column][1] if column in COLUMNS else None
         for i, sentence in enumerate(sentences):
             sim = float(sims[i, c])
-            if sim < floor:
-                continue
+            if cue is None:  # a column the user named: an amount, or the name's own words
+                cue = NUMBER if QUANTITY.search(column) else _words_of(column)
             bonus = CUE_BONUS if cue is not None and cue.search(sentence) else 0.0
             if column == "task" and i == 0:
                 bonus += CUE_BONUS  # abstracts open with the problem they address
-            scored.append((sim + bonus, sim, column, i))
+            if sim + bonus >= floor:
+                scored.append((sim + bonus, sim, column, i))
     picked: dict[str, EvidenceCell] = {}
     used: set[int] = set()
     for _score, sim, column, i in sorted(scored, key=lambda s: (-s[0], s[3])):
