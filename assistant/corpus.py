@@ -253,13 +253,13 @@ def _load_file(path: Path, *, max_bytes: int, fmt: str | None,
         if paper is not None:
             papers.append(paper)
     if not papers:
-        found = ""
+        hint = "export the records with their abstracts"
         if chosen.name in ("jsonl", "csv", "csl-json"):
             from assistant.formats.records import EXPECTED
-            found = f"; expected fields {EXPECTED}"
-        raise CorpusError(f"{path}: none of its {len(entries)} records has an abstract{found} "
-                          f"(read as {chosen.description})",
-                          hint="export the records with their abstracts")
+
+            hint = f"the fields expected are {EXPECTED}"
+        raise CorpusError(f"{path}: none of its {len(entries)} records has an abstract (read as "
+                          f"{chosen.description}; first: {own_skips[0]})", hint=hint)
     skipped.extend(own_skips)
     return chosen, papers
 

@@ -333,7 +333,8 @@ def test_a_file_whose_records_all_lack_abstracts_says_which_fields_it_found(tmp_
         load_papers([path])
     message = str(caught.value)
     assert message.startswith(f"{path}: none of its 1 records has an abstract")
-    assert "expected fields title, abstract" in message
+    assert f"first: {path}:1: abstract missing for 'T'" in message
+    assert "the fields expected are title, abstract" in caught.value.hint
     headless = write_jsonl(tmp_path / "keys.jsonl", [{"name": "T", "text": "S"}])
     with pytest.raises(CorpusError, match=r":1: no title field; expected title, abstract .*found name, text"):
         load_papers([headless])
