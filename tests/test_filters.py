@@ -277,6 +277,8 @@ PHRASES = [
     ("Which studies published in 2021 use federated learning?", "Which studies use federated learning?",
      Filters(year_from=2021, year_to=2021)),
     ("Which papers published before 2020 use CNNs?", "Which papers use CNNs?", Filters(year_to=2019)),
+    ("Which papers from 2021 use CNNs?", "Which papers use CNNs?", Filters(year_from=2021, year_to=2021)),
+    ("Which papers from 2021 onwards use CNNs?", "Which papers use CNNs?", Filters(year_from=2021)),
     ("Which papers at MICCAI 2023 use Mamba?", "Which papers use Mamba?",
      Filters(year_from=2023, year_to=2023, venues=("MICCAI",))),
     ("What did Chen et al. propose? Papers by Chen et al. after 2021 only", None, None),
