@@ -5,7 +5,6 @@ from the CLI, from Engine, and read from filter phrases in the question."""
 from __future__ import annotations
 
 import json
-import os
 import random
 
 import numpy as np
@@ -238,8 +237,7 @@ def test_engine_says_when_nothing_matches(engine):
 # --- CLI ---------------------------------------------------------------------------------------
 @pytest.fixture
 def hash_env(monkeypatch):
-    monkeypatch.setenv("ASSISTANT_EMBED_BACKEND", "hash")
-    monkeypatch.setitem(os.environ, "ASSISTANT_EMBED_BACKEND", "hash")
+    monkeypatch.setenv("ASSISTANT_EMBED_BACKEND", "hash")  # the CLI subprocess opens a hash store
 
 
 def test_cli_filters_and_json_metadata(library, meta, tmp_path, hash_env):

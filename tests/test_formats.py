@@ -279,7 +279,7 @@ def test_papers_without_metadata_export_from_title_and_link(tmp_path):
         assert again.id == paper_id("A bare paper & its {braces} at 50% off")
 
 
-def test_metadata_is_stored_on_papers_and_chunks_as_scalars(stored, tmp_path):
+def test_metadata_is_stored_on_papers_and_chunks_as_scalars(tmp_path):
     settings = make_settings(tmp_path / "store", embed_backend="hash")
     ingest_files([write(tmp_path, "refs.bib", BIBTEX)], settings, collection="thesis")
     store = PaperStore(settings)
