@@ -67,11 +67,17 @@ def main_options(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Corpus files (.txt, .jsonl, .csv); "
-                                                             "default: the bundled corpus.")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Corpus files: .txt, .jsonl, .csv, .bib, .ris, .json (CSL-JSON), .xml (PubMed), .atom "
+             "(arXiv); default: the bundled corpus.")] = None,
     store: StoreOpt = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete the store and build it anew.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Remove papers not in the inputs.")] = False,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="Read every file as this format: bibtex, ris, pubmed, arxiv, jsonl, "
+                         "csl-json, csv or listing (default: by name and content).")] = None,
+    collection: Annotated[str | None, typer.Option(
+        "--collection", help="Also put the papers into this named collection.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add papers to the store (idempotent: unchanged papers are skipped)."""
@@ -79,14 +85,16 @@ def ingest(
 
     def go() -> None:
         summary = do_ingest(_settings(store), paths or None, rebuild=rebuild, prune=prune,
-                            progress=None if not as_json else False)
-        for line in summary.duplicates + summary.warnings:
+                            progress=None if not as_json else False, fmt=fmt, collection=collection)
+        for line in summary.duplicates + summary.skipped + summary.warnings:
             typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
         if as_json:
             data = summary.as_json()
             typer.echo(json.dumps({k: data[k] for k in (
                 "papers_added", "papers_updated", "papers_unchanged", "papers_removed",
-                "papers_total", "chunks_total", "seconds")} | {"duplicates": summary.duplicates}))
+                "papers_total", "chunks_total", "seconds")} | {
+                "duplicates": summary.duplicates, "skipped": summary.skipped,
+                "formats": summary.formats}, ensure_ascii=False))
         else:
             typer.echo(summary.line())
 
@@ -111,17 +119,49 @@ def ask(
     as_json: JsonOpt = False,
     k: Annotated[int | None, typer.Option("--k", help="Papers to retrieve.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="auto, extractive or llm.")] = None,
+    year: Annotated[str | None, typer.Option(
+        "--year", help="Only papers of these years: 2023, 2023-2025, 2023- or -2020.")] = None,
+    author: Annotated[list[str] | None, typer.Option(
+        "--author", help="Only papers by this author (repeatable: any of them).")] = None,
+    venue: Annotated[list[str] | None, typer.Option(
+        "--venue", help="Only papers from this venue, e.g. MICCAI (repeatable).")] = None,
+    paper: Annotated[list[str] | None, typer.Option(
+        "--paper", help="Only this paper: id, DOI, arXiv id or exact title (repeatable).")] = None,
+    collection: Annotated[str | None, typer.Option(
+        "--collection", help="Only papers of this named collection.")] = None,
+    out_format: Annotated[str | None, typer.Option(
+        "--format", help="Print the answer as markdown, or its cited papers as bibtex, ris or "
+                         "csl-json, or its table as csv.")] = None,
+    column: Annotated[list[str] | None, typer.Option(
+        "--column", help="An extra evidence-table column for --format csv, e.g. \"sample size\" "
+                         "(repeatable).")] = None,
 ) -> None:
-    """Answer one question with cited sources."""
+    """Answer one question with cited sources. Filter phrases in the question ("since 2023",
+    "papers by Wang", "published at MICCAI") are applied unless a filter option is given."""
 
     def go() -> None:
         from assistant.engine import clean_question
+        from assistant.export import EXPORT_FORMATS, answer_json, export_answer, source_papers
+        from assistant.filters import Filters
 
         clean_question(question, _settings(store).max_question_chars)  # fail fast, before loading
+        if out_format and out_format.lower() not in EXPORT_FORMATS:
+            raise AssistantError(f"unknown --format {out_format!r}; choose one of "
+                                 f"{', '.join(EXPORT_FORMATS)}")
+        if out_format and as_json:
+            raise AssistantError("--json and --format are alternatives; give one")
+        explicit = any((year, author, venue, paper, collection))
+        filters = Filters.from_options(year=year, authors=author or (), venues=venue or (),
+                                       papers=paper or (), collection=collection) if explicit else None
         engine = _engine(store, mode)
-        answer = engine.ask(question, k=k)
+        answer = engine.ask(question, k=k, filters=filters)
+        if answer.filters:
+            typer.secho(f"filters: {answer.filters.describe()}", err=True)
         if as_json:
-            typer.echo(json.dumps(answer.to_json(), ensure_ascii=False))
+            typer.echo(json.dumps(answer_json(answer, source_papers(engine.store, answer)),
+                                  ensure_ascii=False))
+        elif out_format:
+            typer.echo(export_answer(engine, answer, out_format, column or ()), nl=False)
         else:
             typer.echo(answer.answer)
 

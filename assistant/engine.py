@@ -32,6 +32,7 @@ from assistant.corpus import is_code_link
 from assistant.embedding import get_embedder
 from assistant.errors import AssistantError, StoreError
 from assistant.extractive import ExtractiveAnswerer
+from assistant.filters import Filters, parse_filter_phrases
 from assistant.llm import LLM, LLMError, complete, make_llm, prepare_llm
 from assistant.relevance import Decision, RelevanceJudge
 from assistant.retrieval import HybridRetriever, RetrievalResult
@@ -62,6 +63,7 @@ class Answer:
     llm_error: str | None = None
     checks: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    filters: Filters | None = None  # the filters retrieval applied (explicit, or read from the question)
 
     @property
     def cited_titles(self) -> list[str]:
@@ -91,6 +93,7 @@ class Answer:
             "llm_error": self.llm_error,
             "checks": self.checks,
             "seconds": round(self.seconds, 4),
+            "filters": self.filters.to_json() if self.filters else None,
         }
 
 
@@ -210,22 +213,29 @@ class Engine:
         return self._guard(self.store.all_papers)
 
     # --- retrieval ------------------------------------------------------------------------
-    def search(self, query: str, k: int | None = None) -> RetrievalResult:
-        """Papers for a query, best first: retrieval's candidates ordered by the relevance model."""
+    def search(self, query: str, k: int | None = None, *, filters: Filters | None = None
+               ) -> RetrievalResult:
+        """Papers for a query, best first: retrieval's candidates ordered by the relevance model.
+        `filters=None` reads filter phrases ("since 2023") from the query; explicit filters (even
+        empty ones) turn that off."""
         query = clean_question(query, self.settings.max_question_chars)
+        if filters is None:
+            query, filters = parse_filter_phrases(query)
         self.refresh_if_stale()
         with span("retrieval", k=k):
-            result, _records, _decision = self._guard(lambda: self._retrieve(query, k))
+            result, _records, _decision = self._guard(
+                lambda: self._retrieve(query, k, filters=filters or None))
         return result
 
     def _retrieve(self, question: str, k: int | None = None, *, kind: str | None = None,
-                  extra: Sequence[str] = ()) -> tuple[RetrievalResult, dict[str, PaperRecord], Decision]:
+                  extra: Sequence[str] = (), filters: Filters | None = None
+                  ) -> tuple[RetrievalResult, dict[str, PaperRecord], Decision]:
         """Retrieve, judge every paper's relevance, and order the papers by it (named ones first):
         the relevance model, fitted on labelled questions, ranks better than fusion alone. For a
         list question the pool is at least `list_top_k` papers before the cut to `k`."""
         pool = max(k or 0, self.settings.list_top_k) if k else None
         result = self.retriever.retrieve(question, pool, kind=kind,  # type: ignore[arg-type]
-                                         extra_paper_ids=list(extra))
+                                         extra_paper_ids=list(extra), filters=filters)
         records = self.store.get_papers([h.paper_id for h in result.papers])
         if not result.papers:
             return result, records, Decision([])
@@ -260,13 +270,16 @@ class Engine:
         return answer
 
     def stream(self, question: str, history: Sequence[Turn] = (), *, mode: Mode | None = None,
-               k: int | None = None, compare_titles: Sequence[str] = ()) -> Iterator[str | Answer]:
+               k: int | None = None, compare_titles: Sequence[str] = (),
+               filters: Filters | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text as it grows (sanitised, citations not yet checked), then the
-        final Answer (checked, with its source list)."""
+        final Answer (checked, with its source list). `filters=None` reads filter phrases ("since
+        2023") from the question; explicit filters (even empty ones) turn that off."""
         try:
             with span("question", mode=mode or self.mode, k=k, turns=len(history),
                       compared=len(compare_titles)):
-                yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles)
+                yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles,
+                                        filters=filters)
         except AssistantError:
             raise
         except Exception as exc:  # any store read of the request, not only retrieval
@@ -275,7 +288,8 @@ class Engine:
             raise
 
     def _stream(self, question: str, history: Sequence[Turn], *, mode: Mode | None,
-                k: int | None, compare_titles: Sequence[str]) -> Iterator[str | Answer]:
+                k: int | None, compare_titles: Sequence[str],
+                filters: Filters | None = None) -> Iterator[str | Answer]:
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         if len(history) > self.settings.max_turns:
@@ -301,14 +315,16 @@ class Engine:
             standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
+        if filters is None:
+            standalone, filters = parse_filter_phrases(standalone)
         with span("retrieval", k=k, named=len(extra)):
             result, records, decision = self._guard(
-                lambda: self._retrieve(standalone, k, kind=kind, extra=extra))
+                lambda: self._retrieve(standalone, k, kind=kind, extra=extra, filters=filters or None))
         sources = self._sources(result, records, decision)
 
         answer = Answer(question=question, answer="", mode="llm" if use_llm else "extractive",
                         abstained=False, citations=[], sources=sources, kind=result.kind,
-                        standalone_question=standalone)
+                        standalone_question=standalone, filters=result.filters)
         if not result.covered or not sources:
             answer.abstained = True
             answer.answer = self._abstain_text(sources, result.unknown_condition)

@@ -21,10 +21,12 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from assistant.chunks import chunk_id as make_chunk_id
 from assistant.conditions import default_lexicon
 from assistant.embedding import Embedder, LlamaIndexEmbedding
+from assistant.errors import AssistantError
+from assistant.filters import Filters, MetadataIndex, chroma_where
 from assistant.fitted import fitted_params
 from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
 from assistant.settings import Settings
-from assistant.store import PaperStore
+from assistant.store import METADATA_VERSION, PaperStore
 from assistant.titles import TOKEN, EntityMatch, TitleIndex, is_namelike
 from assistant.tracing import span
 
@@ -88,6 +90,7 @@ class RetrievalResult:
     entities: list[EntityMatch] = field(default_factory=list)
     query_vector: np.ndarray | None = None
     unknown_condition: str | None = None  # a disease the question names and the corpus never does
+    filters: Filters | None = None  # the filters retrieval applied, where any
 
 
 @dataclass
@@ -237,6 +240,7 @@ class HybridRetriever:
             index = VectorStoreIndex.from_vector_store(
                 self.store.vector_store, embed_model=LlamaIndexEmbedding(self.embedder)
             )
+            self.index = index
             self.dense = index.as_retriever(similarity_top_k=self.settings.dense_candidates)
             self.bm25 = load_bm25(self.store, self.settings.bm25_dir, self.settings.bm25_candidates)
             self.vocabulary = Vocabulary(self.bm25)
@@ -248,6 +252,9 @@ class HybridRetriever:
             # store instead costs seconds per 100k papers.
             titles, texts = self.verbatim.papers()
             self.titles = TitleIndex(titles, texts, self.settings.alias_max_mention_share)
+            # The chunks' metadata, in BM25's order, for filters (no store scan either).
+            self.metadata = MetadataIndex(self.verbatim.entries or [])
+            self.metadata_version = self.store.metadata_version
             self.chunk_count = self.store.count_chunks()
             self._names: dict[tuple[str, float], list[EntityMatch]] = {}
             self.generation = self.store.generation
@@ -266,17 +273,27 @@ class HybridRetriever:
         return list(names)
 
     def retrieve(self, question: str, k: int | None = None, *, kind: QuestionKind | None = None,
-                 extra_paper_ids: list[str] | None = None) -> RetrievalResult:
+                 extra_paper_ids: list[str] | None = None,
+                 filters: Filters | None = None) -> RetrievalResult:
+        """The k best papers for the question. With `filters`, every side searches only the papers
+        that match them (dense: a Chroma `where`; BM25: a weight mask over its corpus; verbatim and
+        named papers: the same set), so k papers come back whenever k papers match; no paper
+        matching raises AssistantError."""
         entities = self.resolve_names(question)
         if len(entities) < 2 and not extra_paper_ids and EXPLICIT_COMPARE.search(question):
             entities += self.described_targets(question, entities)
         kind = kind or classify(question, len(entities))
         k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
+        scope = self._filter_scope(filters) if filters else None
+        allowed = scope[0] if scope else None
+        if allowed is not None:
+            entities = [e for e in entities if e.paper_id in allowed]
+            extra_paper_ids = [pid for pid in extra_paper_ids or [] if pid in allowed]
         with span("retrieval.embed"):
             query_vector = self.embedder.embed([question])[0]
         bundle = QueryBundle(query_str=question, embedding=query_vector.tolist())
 
-        candidates = self.candidates(question, bundle, query_vector)
+        candidates = self.candidates(question, bundle, query_vector, scope)
         papers = self.fuse(candidates, self.fusion_weights(kind))
         similarity = candidates.similarity
 
@@ -292,7 +309,35 @@ class HybridRetriever:
         unknown = None if named_ids else self.unknown_condition(question)
         covered = bool(named_ids) or (unknown is None and self._covered(question, best))
         return RetrievalResult(question, kind, ranked, covered, best, entities, query_vector,
-                               unknown_condition=unknown)
+                               unknown_condition=unknown, filters=filters or None)
+
+    def _filter_scope(self, filters: Filters) -> tuple[set[str], np.ndarray, dict | None]:
+        """The papers the filters allow, BM25's chunk mask and the dense side's `where`."""
+        if self.metadata_version < METADATA_VERSION:
+            raise AssistantError(
+                f"the store at {self.store.label} was built before paper metadata was kept, so it "
+                "cannot be filtered by year, author, venue, paper or collection",
+                hint="rebuild it with `assistant ingest --rebuild` (unfiltered questions work as before)",
+            )
+        mask = self.metadata.paper_mask(filters)
+        if not mask.any():
+            raise AssistantError(
+                f"no paper in the collection matches the filters ({filters.describe()})"
+                + (f", read from the question's words {', '.join(map(repr, filters.phrases))}"
+                   if filters.phrases else ""),
+                hint="widen or remove the filters",
+            )
+        ids = self.metadata.paper_ids(filters)
+        where = chroma_where(filters, ids if filters.restricts_papers else None)
+        return set(ids), mask[self.metadata.chunk_paper], where
+
+    def _dense(self, bundle: QueryBundle, where: dict | None) -> list[NodeWithScore]:
+        if where is None:
+            return self.dense.retrieve(bundle)
+        # Chroma filters before it ranks: the nearest chunks among the matching papers.
+        retriever = self.index.as_retriever(similarity_top_k=self.settings.dense_candidates,
+                                            vector_store_kwargs={"where": where})
+        return retriever.retrieve(bundle)
 
     def described_targets(self, question: str, entities: list[EntityMatch]) -> list[EntityMatch]:
         """Papers a comparison identifies by what they did ("compare the nailfold capillary
@@ -319,13 +364,16 @@ class HybridRetriever:
                 taken.add(best.paper_id)
         return found if len(entities) + len(found) >= 2 else []
 
-    def candidates(self, question: str, bundle: QueryBundle, query_vector: np.ndarray) -> Candidates:
-        """Every retriever's ranked chunks for the question, before fusion."""
+    def candidates(self, question: str, bundle: QueryBundle, query_vector: np.ndarray,
+                   scope: tuple[set[str], np.ndarray, dict | None] | None = None) -> Candidates:
+        """Every retriever's ranked chunks for the question, before fusion; with a filter `scope`
+        (_filter_scope), each searches only the papers it allows."""
+        allowed, chunk_mask, where = scope if scope else (None, None, None)
         has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
         with span("retrieval.dense"):
-            dense_hits = self.dense.retrieve(bundle) if has_chunks else []
+            dense_hits = self._dense(bundle, where) if has_chunks else []
         with span("retrieval.bm25"):
-            bm25_hits = self._bm25(bundle)
+            bm25_hits = self._bm25(bundle, chunk_mask)
         found = Candidates()
         for hit in dense_hits:
             found.nodes[hit.node.node_id] = hit.node
@@ -340,6 +388,9 @@ class HybridRetriever:
             literal = self._literal(question, query_vector)
         with span("retrieval.phrases"):
             phrases = self._phrases(question, query_vector)
+        if allowed is not None:  # a chunk id is "<paper id>-<index>" (chunks.chunk_id)
+            literal = {c: v for c, v in literal.items() if c.rsplit("-", 1)[0] in allowed}
+            phrases = {c: v for c, v in phrases.items() if c.rsplit("-", 1)[0] in allowed}
         for name, sub in (("literal", literal), ("phrase", phrases)):
             for node_id, (node, sim) in sub.items():
                 found.nodes.setdefault(node_id, node)
@@ -453,14 +504,40 @@ class HybridRetriever:
                 records[cid] = (node, float(sims[i]))
         return {cid: records[cid] for ids in kept for cid in ids if cid in records}
 
-    def _bm25(self, bundle: QueryBundle) -> list[NodeWithScore]:
+    def _bm25(self, bundle: QueryBundle, mask: np.ndarray | None = None) -> list[NodeWithScore]:
         if self.bm25 is None or not re.search(r"\w\w", bundle.query_str):
             return []
         try:
-            return [h for h in self.bm25.retrieve(bundle) if (h.score or 0) > 0]
+            if mask is None:
+                return [h for h in self.bm25.retrieve(bundle) if (h.score or 0) > 0]
+            return [h for h in self._bm25_masked(bundle.query_str, mask) if (h.score or 0) > 0]
         except (ValueError, IndexError) as exc:  # bm25s rejects queries with no known tokens
             log.debug("bm25 skipped: %s", exc)
             return []
+
+    def _bm25_masked(self, query: str, mask: np.ndarray) -> list[NodeWithScore]:
+        """BM25 over the chunks the mask keeps: bm25s zeroes the others' scores before taking the
+        top k, so these are the subset's own best chunks (not the whole corpus's, filtered). The
+        retriever's own mask is an attribute shared by concurrent requests, so bm25s is called
+        directly, as llama-index's BM25Retriever._retrieve does."""
+        import bm25s
+
+        assert self.bm25 is not None
+        retriever = self.bm25
+        tokens = bm25s.tokenize(query, stemmer=retriever.stemmer if not retriever.skip_stemming else None,
+                                token_pattern=retriever.token_pattern, show_progress=False)
+        k = min(retriever.similarity_top_k, len(mask))
+        indexes, scores = retriever.bm25.retrieve(tokens, k=k, show_progress=False,
+                                                  weight_mask=mask.astype(np.float32))
+        hits = []
+        for found, score in zip(indexes[0], scores[0], strict=True):
+            # bm25s answers with the corpus record where it keeps the corpus, else its position.
+            position = (self.verbatim.position.get(str(found.get("node_id")), -1)
+                        if isinstance(found, dict) else int(found))
+            node = self.verbatim.node(self.verbatim.ids[position]) if position >= 0 else None
+            if node is not None and mask[position]:
+                hits.append(NodeWithScore(node=node, score=float(score)))
+        return hits
 
     def _named_hit(self, pid: str, query_vector: np.ndarray, hit: PaperHit | None) -> PaperHit:
         """A per-entity sub-query: the named paper's own chunks ranked against the question."""

@@ -279,6 +279,13 @@ class Settings(BaseSettings):
         4_000, ge=100, description="Longest feedback comment accepted."
     )
 
+    # --- bibliographic library (issue 15: import, filters, export) -------------------------
+    evidence_min_similarity: float = Field(
+        0.15, ge=-1, le=1,
+        description="Cosine similarity a sentence needs to its column's description to fill a cell "
+        "of the evidence table; below it the cell reads \"not stated\".",
+    )
+
     # --- derived --------------------------------------------------------------------------
     @property
     def llm_configured(self) -> bool:

@@ -139,7 +139,7 @@ def test_duplicates_are_reported_in_the_summary_and_stored_once(settings, tmp_pa
     summary = run(settings, [first, second])
     assert len(summary.duplicates) == 1
     assert f"{second}:1" in summary.duplicates[0] and "duplicate title" in summary.duplicates[0]
-    assert "1 duplicate title(s) skipped" in summary.line()
+    assert "1 duplicate(s) merged" in summary.line()
     assert (summary.papers_added, summary.papers_total) == (6, 6)
     store = PaperStore(settings)
     kept = store.get_papers([paper_id(title)])[paper_id(title)]
@@ -166,7 +166,8 @@ def test_first_ingest_writes_every_paper_and_chunk(settings, corpus):
     assert_store_matches(settings, [corpus])
     store = PaperStore(settings)
     assert store.manifest == {"schema": 1, "embed_model": "hash-256", "chunk_size": 160,
-                              "chunk_overlap": 32, "generation": 1, "dirty": False}
+                              "chunk_overlap": 32, "generation": 1, "dirty": False,
+                              "metadata_version": 2}
 
 
 def test_second_ingest_adds_nothing(settings, corpus):
