@@ -15,7 +15,8 @@ papers by their first (best) chunk:
   i.e. ten chunks, as a default setup would retrieve them (fewer than ten papers when a paper has
   several of the ten chunks).
 - Hybrid: assistant.retrieval.HybridRetriever (dense + BM25 + verbatim names and phrases, weighted
-  RRF, named papers first), k=10.
+  RRF with per-kind weights fitted on the tune split, named papers first), its candidates ordered by
+  the relevance model (Engine.search), k=10.
 
 Abstention: the hybrid's `covered` signal; for the dense methods, the best cosine similarity
 below `abstain_threshold` (the plain similarity cut-off a default setup would use); BM25 has none.
@@ -110,7 +111,8 @@ def methods(store: Path) -> dict[str, Callable[[str], Ranked]]:
         return papers_of(hits), best, best >= settings.abstain_threshold
 
     def hybrid(question: str) -> Ranked:
-        result = retriever.retrieve(question, K)
+        # What the app uses: the hybrid's candidates ordered by the relevance model.
+        result = engine.search(question, K)
         return [h.title for h in result.papers], result.best_similarity, result.covered
 
     return {"BM25 alone": bm25, "Dense alone": dense, "llama-index default": llama_default,
