@@ -19,6 +19,7 @@ from typing import Any
 from assistant.corpus import normalize_title
 from assistant.engine import Engine
 from assistant.errors import AssistantError
+from assistant.stats import percentile
 
 
 @dataclass
@@ -63,14 +64,6 @@ def _norm_number_text(text: str) -> str:
 def contains_all(answer: str, needles: list[str]) -> bool:
     hay = _norm_number_text(answer).replace("\\%", "%")
     return all(_norm_number_text(n).replace("\\%", "%") in hay for n in needles)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def evaluate(engine: Engine, questions: list[EvalQuestion], *, k: int = 10,
@@ -134,8 +127,8 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "must_contain": _mean(rows, "contains_all"),
         "abstention_accuracy": _mean(rows, "abstained_correctly"),
         "false_abstention": _mean(answerable, "abstained_wrongly"),
-        "latency_p50": round(_percentile(seconds, 0.5), 4),
-        "latency_p95": round(_percentile(seconds, 0.95), 4),
+        "latency_p50": round(percentile(seconds, 0.5), 4),
+        "latency_p95": round(percentile(seconds, 0.95), 4),
     }
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from llama_index.core.schema import BaseNode, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from assistant import manifest
 from assistant.corpus import Paper
 from assistant.embedding import embedder_id
 from assistant.errors import StoreError
@@ -257,6 +258,9 @@ class PaperStore:
     def set_manifest(self, *, generation: int, dirty: bool) -> None:
         metadata = {**expected_manifest(self.settings), "generation": generation, "dirty": dirty}
         self.chunks.modify(metadata=metadata)
+        if not self.settings.chroma_url:  # the copy `assistant status` reads (manifest.py)
+            manifest.save(self.settings.store_dir, {**metadata, "papers": self.count_papers(),
+                                                    "chunks": self.count_chunks()})
 
     # --- reads ----------------------------------------------------------------------------
     def count_chunks(self) -> int:

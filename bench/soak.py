@@ -59,7 +59,8 @@ def kills(points: int, seed: int, tmp: Path) -> dict[str, Any]:
 def load(rounds: int, concurrent: int, store: Path | None, tmp: Path) -> dict[str, Any]:
     from assistant.engine import Engine
     from assistant.ingest import ingest
-    from assistant.settings import BUNDLED_CORPUS, Settings
+    from assistant.resources import bundled_corpus
+    from assistant.settings import Settings
     from assistant.web.server import BackgroundServer, create_app
 
     settings = Settings(
@@ -70,7 +71,7 @@ def load(rounds: int, concurrent: int, store: Path | None, tmp: Path) -> dict[st
     )
     if store is None:
         started = time.perf_counter()
-        ingest(settings, [BUNDLED_CORPUS], progress=False)
+        ingest(settings, [bundled_corpus()], progress=False)
         print(f"load: built the store in {time.perf_counter() - started:.0f}s", flush=True)
     questions = [line for line in (ROOT / "tests/data/dev_questions.jsonl").read_text().splitlines() if line]
     import json

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import cli
 from test_answers import check_schema
-from test_eval import cli
 
 INGEST_KEYS = {"papers_added", "papers_updated", "papers_unchanged", "papers_removed", "papers_total",
                "chunks_total", "seconds"}

@@ -34,11 +34,10 @@ CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import assistant.ingest as ingest_mod
-    from assistant.settings import Settings
+    from assistant.testing import make_settings
 
     store_dir, corpus, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    settings = Settings(_env_file=None, store_dir=store_dir, embed_backend="hash",
-                        ingest_batch_papers=8)
+    settings = make_settings(store_dir, embed_backend="hash", ingest_batch_papers=8)
 
     def say(line):
         print(line, flush=True)
