@@ -135,9 +135,11 @@ def ask(
     """Answer one question with cited sources."""
 
     def go() -> None:
+        settings = _settings(store, answer_mode=mode)
+        require_store(settings)  # before the engine's imports: a missing store is told at once
         from assistant.engine import clean_question
 
-        clean_question(question, _settings(store).max_question_chars)  # fail fast, before loading
+        clean_question(question, settings.max_question_chars)  # before the models load
         engine = _engine(store, mode)
         answer = engine.ask(question, k=k)
         if as_json:

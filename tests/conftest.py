@@ -25,6 +25,16 @@ for var in [v for v in os.environ if v.startswith("ASSISTANT_")]:
 
 DATA = Path(__file__).parent / "data"
 
+# Fixtures that embed the bundled corpus with the real model (a minute or two on 2 busy cores, once
+# per session): tests using them are marked `corpus`, which `make test-fast` leaves out.
+CORPUS_FIXTURES = {"corpus_store", "engine"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.corpus)
+
 # Unanswerable questions the retriever still takes as covered: a condition the corpus never names,
 # asked in a setting it knows well (LLM chatbots), that the Disease Ontology's names do not include
 # ("depression" is "major depressive disorder" there), so the unknown-disease signal cannot see it

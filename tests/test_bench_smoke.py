@@ -19,6 +19,7 @@ def _smoke(work: Path, *args: str) -> None:
     assert done.stdout.strip().endswith("bench smoke: ok")
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_synthetic_papers_are_reproducible_and_spare_the_gold_papers(tmp_path: Path) -> None:
     _smoke(tmp_path, "--quick")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import cli
 from test_answers import check_schema
 
@@ -47,6 +48,7 @@ def test_eval_with_a_missing_question_file_is_a_clean_error(corpus_store, tmp_pa
     assert_clean_error(run, "no such question file")
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_ingest_json_prints_the_summary(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("ASSISTANT_EMBED_BACKEND", "hash")  # a fast store is enough here
     corpus = tmp_path / "papers.jsonl"

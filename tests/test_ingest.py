@@ -590,6 +590,7 @@ HOLD_LOCK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_ingest_fails_cleanly_while_another_process_holds_the_lock(settings, corpus, papers,
                                                                     tmp_path):
     run(settings, [corpus])

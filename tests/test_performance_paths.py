@@ -192,6 +192,7 @@ def _resolve_by_scanning(index: TitleIndex, question: str, threshold: float) -> 
     return set(found.items())
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_name_lookup_finds_what_scanning_every_title_finds() -> None:
     """The dictionary lookups of TitleIndex.resolve against a scan of every alias and name, on the
     dev questions and on each real title's names written with typos, other case and separators."""
