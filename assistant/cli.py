@@ -97,7 +97,9 @@ def ingest(
     prune: Annotated[bool, typer.Option("--prune", help="Remove papers not in the inputs.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add papers to the store (idempotent: unchanged papers are skipped)."""
+    """Add papers to the store; unchanged papers are skipped.
+
+    Progress goes to stderr: a bar on a terminal, plain lines otherwise (a log, a pipe)."""
     from assistant.ingest import ingest as do_ingest
 
     def go() -> None:
@@ -154,7 +156,7 @@ def ask(
 def chat(store: StoreOpt = None,
          mode: Annotated[str | None, typer.Option("--mode", help="auto, extractive or llm.")] = None
          ) -> None:
-    """An interactive multi-turn conversation (/new starts over, /quit or Ctrl-D leaves)."""
+    """A conversation; /new starts over, /quit or Ctrl-D leaves."""
     from assistant.conversation import Turn
 
     engine = run(lambda: _engine(store, mode))
@@ -193,7 +195,9 @@ def evaluate(
     as_json: JsonOpt = False,
     mode: Annotated[str | None, typer.Option("--mode", help="auto, extractive or llm.")] = None,
 ) -> None:
-    """Recall@5/10, MRR, citation and abstention metrics on a question set."""
+    """Retrieval, citation and abstention metrics on questions.
+
+    Recall@5/10, MRR, citation precision, abstention accuracy and latency, overall and per kind."""
     from assistant.evaluation import evaluate as do_eval
     from assistant.evaluation import format_report, load_questions
 
@@ -208,7 +212,9 @@ def evaluate(
 
 @app.command()
 def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """What the store holds and which answer mode is configured (loads no model)."""
+    """What the store holds and the answer mode in use.
+
+    Reads the store's manifest; loads no model and starts no LLM."""
 
     def go() -> None:
         from assistant.llm import configured_model

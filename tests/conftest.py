@@ -46,10 +46,11 @@ KNOWN_MISSED_ABSTENTIONS = {
 
 
 def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 900,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The `assistant` command line in a subprocess, with the test doubles registered (so
-    ASSISTANT_EMBED_BACKEND=hash works); `env` adds to the environment."""
-    return subprocess.run([sys.executable, "-m", "assistant.testing.cli", *args], cwd=cwd, input=stdin,
+        env: dict[str, str] | None = None, doubles: bool = False) -> subprocess.CompletedProcess[str]:
+    """The `assistant` command line in a subprocess; `env` adds to the environment. doubles=True
+    runs it with the test doubles registered (assistant.testing.cli), for ASSISTANT_EMBED_BACKEND=hash."""
+    module = "assistant.testing.cli" if doubles else "assistant.cli"
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, input=stdin,
                           capture_output=True, text=True, timeout=timeout, check=False,
                           env={**os.environ, **(env or {})})
 
