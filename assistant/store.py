@@ -279,11 +279,7 @@ class PaperStore:
             offset += len(page["ids"])
 
     def paper_hashes(self) -> dict[str, str]:
-        hashes: dict[str, str] = {}
-        for page in self._pages(self.papers, ["metadatas"]):
-            for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
-                hashes[pid] = str((meta or {}).get("paper_hash", ""))
-        return hashes
+        return self._paper_field("paper_hash")
 
     def chunk_paper_ids(self) -> set[str]:
         ids: set[str] = set()
@@ -292,11 +288,15 @@ class PaperStore:
         return ids
 
     def paper_titles(self) -> dict[str, str]:
-        titles: dict[str, str] = {}
+        return self._paper_field("title")
+
+    def _paper_field(self, name: str) -> dict[str, str]:
+        """paper id -> one metadata field of its paper record."""
+        values: dict[str, str] = {}
         for page in self._pages(self.papers, ["metadatas"]):
             for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
-                titles[pid] = str((meta or {}).get("title", ""))
-        return titles
+                values[pid] = str((meta or {}).get(name, ""))
+        return values
 
     def get_papers(self, ids: Sequence[str]) -> dict[str, PaperRecord]:
         if not ids:
