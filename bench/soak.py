@@ -60,15 +60,11 @@ def load(rounds: int, concurrent: int, store: Path | None, tmp: Path) -> dict[st
     from assistant.engine import Engine
     from assistant.ingest import ingest
     from assistant.resources import bundled_corpus
-    from assistant.settings import Settings
+    from assistant.testing import make_settings
     from assistant.web.server import BackgroundServer, create_app
 
-    settings = Settings(
-        _env_file=None,
-        store_dir=store or tmp / "store",  # type: ignore[call-arg]
-        answer_mode="extractive",
-        queue_size=max(64, concurrent),
-    )
+    settings = make_settings(store or tmp / "store", answer_mode="extractive",
+                             queue_size=max(64, concurrent))
     if store is None:
         started = time.perf_counter()
         ingest(settings, [bundled_corpus()], progress=False)

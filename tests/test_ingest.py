@@ -581,9 +581,9 @@ def test_bm25_survives_a_leftover_old_index_folder(settings, corpus, papers):
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from assistant.settings import Settings
     from assistant.store import ingest_lock
-    settings = Settings(_env_file=None, store_dir=Path(sys.argv[1]))
+    from assistant.testing import make_settings
+    settings = make_settings(Path(sys.argv[1]))
     with ingest_lock(settings):
         print("locked", flush=True)
         time.sleep(float(sys.argv[2]))
