@@ -1,4 +1,5 @@
-"""Test doubles, kept out of the product modules: nothing in `assistant` imports this package.
+"""Test doubles, kept out of the product: nothing in `assistant` imports this package, and the
+wheel leaves it out (it serves the tests and benchmarks of a checkout).
 
 Importing it registers the `hash` embedder backend (testing/embedder.py), so `embed_backend="hash"`
 (or ASSISTANT_EMBED_BACKEND=hash) works only in a process that imported `assistant.testing`: the
