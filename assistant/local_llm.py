@@ -177,8 +177,9 @@ class LocalLlamaServer:
     def start(self) -> LocalLlamaServer:
         """Start the child, which loads the model; returns once the server answers requests."""
         with self._lock:
-            if self._proc is not None:
+            if self.running:
                 return self
+            self.stop()  # a child that died on its own: reap it, then start afresh
             began = time.monotonic()
             model = check_gguf(self.model_path)
             if importlib.util.find_spec("xllamacpp") is None:
