@@ -1,5 +1,8 @@
 """`assistant`: the command line. Errors are printed as one clear message (no traceback) and a
-non-zero exit status; `--debug` shows the traceback."""
+non-zero exit status; `--debug` shows the traceback.
+
+Start-up stays well under a second: this module imports only typer and light modules at the top,
+and each command imports what it uses (`status` and `--help` load no model, torch or Chroma)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ import typer
 
 from assistant.errors import AssistantError
 
+# Plain help (rich_markup_mode=None): typer's rich help labels every flag `<bool>`.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Ask questions about a collection of paper abstracts, with cited answers.")
 T = TypeVar("T")
 STATE: dict[str, Any] = {"debug": False}
@@ -27,6 +32,24 @@ def _settings(store: Path | None = None, **overrides: Any) -> Any:
     from assistant.settings import load_settings
 
     return load_settings(store, **overrides)
+
+
+def show(markdown: str) -> None:
+    """An answer: Markdown rendered for a terminal, the text itself (which is Markdown) when piped."""
+    if not sys.stdout.isatty():
+        typer.echo(markdown)
+        return
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    # hyperlinks=False: the URL is printed beside its text, readable in every terminal.
+    Console().print(Markdown(markdown, hyperlinks=False))
+
+
+def require_store(settings: Any) -> None:
+    """A local store must exist before anything opens it (Chroma would create an empty one)."""
+    if not settings.chroma_url and not (settings.store_dir / "chroma.sqlite3").exists():
+        raise AssistantError(f"no store at {settings.store_dir}", hint="build it with `assistant ingest`")
 
 
 def run(fn: Callable[[], T]) -> T:
@@ -80,7 +103,9 @@ def ingest(
         "--collection", help="Also put the papers into this named collection.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add papers to the store (idempotent: unchanged papers are skipped)."""
+    """Add papers to the store; unchanged papers are skipped.
+
+    Progress goes to stderr: a bar on a terminal, plain lines otherwise (a log, a pipe)."""
     from assistant.ingest import ingest as do_ingest
 
     def go() -> None:
@@ -105,10 +130,7 @@ def _engine(store: Path | None, mode: str | None = None) -> Any:
     from assistant.engine import Engine
 
     settings = _settings(store, answer_mode=mode)
-    local = not settings.chroma_url
-    if local and not (settings.store_dir / "chroma.sqlite3").exists():
-        raise AssistantError(f"no store at {settings.store_dir}",
-                             hint="build it with `assistant ingest`")
+    require_store(settings)
     return Engine(settings)
 
 
@@ -140,11 +162,13 @@ def ask(
     "papers by Wang", "published at MICCAI") are applied unless a filter option is given."""
 
     def go() -> None:
+        settings = _settings(store, answer_mode=mode)
+        require_store(settings)  # before the engine's imports: a missing store is told at once
         from assistant.engine import clean_question
         from assistant.export import EXPORT_FORMATS, answer_json, export_answer, source_papers
         from assistant.filters import Filters
 
-        clean_question(question, _settings(store).max_question_chars)  # fail fast, before loading
+        clean_question(question, settings.max_question_chars)  # before the models load
         if out_format and out_format.lower() not in EXPORT_FORMATS:
             raise AssistantError(f"unknown --format {out_format!r}; choose one of "
                                  f"{', '.join(EXPORT_FORMATS)}")
@@ -163,7 +187,7 @@ def ask(
         elif out_format:
             typer.echo(export_answer(engine, answer, out_format, column or ()), nl=False)
         else:
-            typer.echo(answer.answer)
+            show(answer.answer)
 
     run(go)
 
@@ -172,7 +196,7 @@ def ask(
 def chat(store: StoreOpt = None,
          mode: Annotated[str | None, typer.Option("--mode", help="auto, extractive or llm.")] = None
          ) -> None:
-    """An interactive multi-turn conversation (/new starts over, /quit or Ctrl-D leaves)."""
+    """A conversation; /new starts over, /quit or Ctrl-D leaves."""
     from assistant.conversation import Turn
 
     engine = run(lambda: _engine(store, mode))
@@ -198,7 +222,9 @@ def chat(store: StoreOpt = None,
         except AssistantError as exc:
             typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
             continue
-        typer.echo(f"\n{answer.answer}\n")
+        typer.echo()
+        show(answer.answer)
+        typer.echo()
         history += [Turn("user", line), Turn("assistant", answer.answer)]
 
 
@@ -212,7 +238,9 @@ def evaluate(
         "--check", help="Floors file (JSON): exit 1 when a metric drops below its floor minus the "
         "file's tolerance.")] = None,
 ) -> None:
-    """Recall@5/10, MRR, citation and abstention metrics on a question set."""
+    """Retrieval, citation and abstention metrics on questions.
+
+    Recall@5/10, MRR, citation precision, abstention accuracy and latency, overall and per kind."""
     from assistant.evaluation import check_report, format_report, load_floors, load_questions
     from assistant.evaluation import evaluate as do_eval
 
@@ -235,13 +263,49 @@ def evaluate(
 
 @app.command()
 def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """What the store holds and which answer mode is in use."""
+    """What the store holds and the answer mode in use.
+
+    Reads the store's manifest; loads no model and starts no LLM."""
 
     def go() -> None:
-        info = _engine(store).status()
-        typer.echo(json.dumps(info) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+        from assistant.llm import configured_model
+
+        settings = _settings(store)
+        model = configured_model(settings)
+        info = {"store": settings.chroma_url or str(settings.store_dir), **_store_summary(settings),
+                "answer_mode": "llm" if model else "extractive",
+                "mode_label": f"LLM: {model}" if model else "offline: quoting the papers",
+                "llm_model": model,
+                "local_model": str(settings.local_model) if model and settings.local_model else None}
+        if settings.answer_mode == "llm" and model is None:
+            info["mode_label"] = "none: answer_mode is llm but no LLM is configured"
+        if as_json:
+            typer.echo(json.dumps(info))
+        else:
+            typer.echo("\n".join(f"{k}: {v}" for k, v in info.items() if v is not None))
+        if info["dirty"]:
+            typer.secho("warning: an ingest was interrupted (or is running); `assistant ingest` "
+                        "completes it", fg=typer.colors.YELLOW, err=True)
 
     run(go)
+
+
+def _store_summary(settings: Any) -> dict[str, Any]:
+    """Counts and manifest of the store: a local store's copy in manifest.json (manifest.py); a
+    Chroma server, or a local store written before that copy existed, is asked itself."""
+    from assistant import manifest
+
+    require_store(settings)
+    data = None if settings.chroma_url else manifest.load(settings.store_dir)
+    if data is None:
+        from assistant.store import PaperStore
+
+        paper_store = PaperStore(settings)
+        data = {**paper_store.manifest, "papers": paper_store.count_papers(),
+                "chunks": paper_store.count_chunks()}
+    return {"papers": data.get("papers"), "chunks": data.get("chunks"),
+            "embedding_model": data.get("embed_model"), "generation": data.get("generation"),
+            "dirty": bool(data.get("dirty"))}
 
 
 @app.command()

@@ -33,7 +33,7 @@ from assistant.embedding import get_embedder
 from assistant.errors import AssistantError, StoreError
 from assistant.extractive import ExtractiveAnswerer
 from assistant.filters import Filters, parse_filter_phrases
-from assistant.llm import LLM, LLMError, complete, make_llm, prepare_llm
+from assistant.llm import LLM, LLMError, complete, make_llm
 from assistant.relevance import Decision, RelevanceJudge
 from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.sentences import SentenceVectors
@@ -116,8 +116,6 @@ def clean_question(question: object, max_chars: int) -> str:
 class Engine:
     def __init__(self, settings: Settings, *, llm: LLM | None = None) -> None:
         self.settings = settings
-        if llm is None:
-            prepare_llm(settings)  # before the embedder loads torch (and OpenMP with it)
         self.embedder = get_embedder(settings)
         self.store = PaperStore(settings)
         self.store.check_compatible()

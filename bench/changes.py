@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from assistant.testing.oracles import old_verbatim
 from bench.common import (
     ROOT,
     load_dev_questions,
@@ -43,39 +44,13 @@ from bench.common import (
 INCLUDE = ["documents", "metadatas", "embeddings"]
 
 
-def _old_verbatim(r: Any) -> Any:
-    """`HybridRetriever._verbatim` as it was: one Chroma `$contains` read per spelling."""
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-    def verbatim(terms: list[list[str]], query_vector: Any) -> dict[str, Any]:
-        most = max(1, int(r.settings.verbatim_max_paper_share * len(r.titles.titles)))
-        found: dict[str, Any] = {}
-        for spellings in terms:
-            hits: dict[str, Any] = {}
-            for spelling in spellings:
-                got = r.store.chunks.get(where_document={"$contains": spelling},
-                                         limit=r.settings.literal_candidates, include=INCLUDE)
-                if not got["ids"]:
-                    continue
-                sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
-                for i, chunk_id in enumerate(got["ids"]):
-                    node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
-                    hits[chunk_id] = (node, float(sims[i]))
-            papers = {node.metadata.get("paper_id") for node, _ in hits.values()}
-            if len(papers) <= most:
-                found.update(hits)
-        return found
-
-    return verbatim
-
-
 @contextmanager
 def old_retrieval(engine: Any) -> Iterator[None]:
     """The retrieval paths as they were before issue 7's changes."""
     r = engine.retriever
     saved = (r._verbatim, r._paper_chunks, r.chunk_count, r.resolve_names,
              getattr(engine.embedder, "_single_thread_max", None))
-    r._verbatim = _old_verbatim(r)
+    r._verbatim = old_verbatim(r)
     r._paper_chunks = lambda pid: r.store.chunks.get(where={"paper_id": pid}, include=INCLUDE)
     r.chunk_count = 0  # 0 falls back to counting, as every question did
     r.resolve_names = lambda q, threshold=None: r.titles.resolve(

@@ -125,7 +125,7 @@ def test_feedback_from_the_api_becomes_an_eval_question(api: str, client: openai
     out = tmp_path / "feedback.jsonl"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "assistant.cli", *args, "--store",
+        return subprocess.run([sys.executable, "-m", "assistant.testing.cli", *args, "--store",
                                str(store.store_dir)], env=env, cwd=tmp_path, capture_output=True,
                               text=True, timeout=600, check=False)
 

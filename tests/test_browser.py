@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
-from fixtures_corpus import make_papers, write_jsonl
+from conftest import build_store
+from fixtures_corpus import make_papers
 
 from assistant.engine import Engine
-from assistant.ingest import ingest
-from assistant.settings import PROJECT_ROOT, Settings
+from assistant.settings import Settings
 from assistant.web.server import BackgroundServer, create_app
 
 pytestmark = pytest.mark.slow
@@ -100,7 +99,7 @@ def test_comparison_question_in_the_browser(page: Any, corpus_store: Settings, e
         shot = tmp_path / "screenshot.png"
         page.screenshot(path=str(shot))
         if os.environ.get("UPDATE_SCREENSHOT"):
-            shutil.copy(shot, PROJECT_ROOT / "docs" / "screenshot.png")
+            shutil.copy(shot, Path(__file__).resolve().parent.parent / "docs" / "screenshot.png")
 
         # Expanding a source shows its whole abstract.
         first = sources.locator(".pa-card").first
@@ -127,9 +126,7 @@ def test_markup_in_the_corpus_and_the_question_stays_inert(page: Any, tmp_path: 
         "[click](javascript:window.__pwned=5) Results hold across clinics.")
     records = [{"title": t, "abstract": a} for t, a in make_papers(8)]
     records.append({"title": hostile_title, "abstract": hostile_abstract})
-    corpus = write_jsonl(tmp_path / "hostile.jsonl", records)
-    settings = make_settings(tmp_path / "store", embed_backend="hash", corpus_paths=[corpus])
-    ingest(settings, progress=False)
+    settings = build_store(tmp_path, records)
 
     with BackgroundServer(create_app(settings)) as server:
         page.goto(server.url)

@@ -4,12 +4,9 @@ command line (one subprocess over the whole dev set), plus the question-file par
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import DATA
+from conftest import DATA, cli
 
 from assistant.errors import AssistantError
 from assistant.evaluation import contains_all, load_questions
@@ -17,12 +14,6 @@ from assistant.evaluation import contains_all, load_questions
 ROW_KEYS = {"question", "kind", "retrieved_titles", "cited_titles", "abstained", "answer", "seconds"}
 METRICS = {"questions", "recall@5", "recall@10", "mrr", "cites_all_gold", "cited_precision",
            "must_contain", "abstention_accuracy", "false_abstention", "latency_p50", "latency_p95"}
-
-
-def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 900
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")

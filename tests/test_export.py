@@ -8,9 +8,8 @@ import csv
 import io
 
 import pytest
-from conftest import make_settings
+from conftest import cli, make_settings
 from library_files import BIBTEX, CSL_JSON, PUBMED, RIS, SEPSIS, SEPSIS_ABSTRACT, write
-from test_eval import cli
 
 from assistant.citations import SourceDoc, split_sentences
 from assistant.corpus import load_papers
@@ -170,15 +169,15 @@ def test_cli_exports(library, tmp_path, monkeypatch):
     monkeypatch.setenv("ASSISTANT_ABSTAIN_CONFIDENT_SIMILARITY", "-1")
     monkeypatch.setenv("ASSISTANT_ABSTAIN_ON_UNKNOWN_CONDITION", "false")
     store = str(library.store_dir)
-    bib = cli("ask", QUESTION, "--format", "bibtex", "--store", store, cwd=tmp_path)
+    bib = cli("ask", QUESTION, "--format", "bibtex", "--store", store, cwd=tmp_path, doubles=True)
     assert bib.returncode == 0, bib.stderr
     papers = load_papers([write(tmp_path, "cli.bib", bib.stdout)]).papers
     assert papers and all(p.abstract and p.year for p in papers)
-    markdown = cli("ask", QUESTION, "--format", "markdown", "--store", store, cwd=tmp_path)
+    markdown = cli("ask", QUESTION, "--format", "markdown", "--store", store, cwd=tmp_path, doubles=True)
     assert markdown.returncode == 0 and "## References" in markdown.stdout
-    bad = cli("ask", QUESTION, "--format", "docx", "--store", store, cwd=tmp_path)
+    bad = cli("ask", QUESTION, "--format", "docx", "--store", store, cwd=tmp_path, doubles=True)
     assert bad.returncode == 2 and "unknown --format 'docx'" in bad.stderr
-    both = cli("ask", QUESTION, "--format", "ris", "--json", "--store", store, cwd=tmp_path)
+    both = cli("ask", QUESTION, "--format", "ris", "--json", "--store", store, cwd=tmp_path, doubles=True)
     assert both.returncode == 2 and "--json and --format are alternatives" in both.stderr
 
 

@@ -9,10 +9,9 @@ import random
 
 import numpy as np
 import pytest
-from conftest import make_settings
+from conftest import cli, make_settings
 from fixtures_corpus import make_papers, write_jsonl
 from llama_index.core.schema import QueryBundle
-from test_eval import cli
 
 from assistant.errors import AssistantError
 from assistant.filters import Filters, author_matches, parse_filter_phrases, venue_matches
@@ -242,7 +241,7 @@ def hash_env(monkeypatch):
 
 def test_cli_filters_and_json_metadata(library, meta, tmp_path, hash_env):
     run = cli("ask", QUESTION, "--year", "2019-2023", "--author", "García", "--venue", "Radiology",
-              "--venue", "arXiv", "--json", "--store", str(library.store_dir), cwd=tmp_path)
+              "--venue", "arXiv", "--json", "--store", str(library.store_dir), cwd=tmp_path, doubles=True)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     filters = Filters(year_from=2019, year_to=2023, authors=("García",), venues=("Radiology", "arXiv"))
@@ -254,9 +253,11 @@ def test_cli_filters_and_json_metadata(library, meta, tmp_path, hash_env):
 
 
 def test_cli_rejects_a_bad_year_and_an_empty_result(library, tmp_path, hash_env):
-    bad = cli("ask", QUESTION, "--year", "20-21", "--store", str(library.store_dir), cwd=tmp_path)
+    bad = cli("ask", QUESTION, "--year", "20-21", "--store", str(library.store_dir), cwd=tmp_path,
+              doubles=True)
     assert bad.returncode == 2 and "year '20-21' is not a year or a range" in bad.stderr
-    empty = cli("ask", QUESTION, "--author", "Nobody", "--store", str(library.store_dir), cwd=tmp_path)
+    empty = cli("ask", QUESTION, "--author", "Nobody", "--store", str(library.store_dir), cwd=tmp_path,
+                doubles=True)
     assert empty.returncode == 2 and "no paper in the collection matches" in empty.stderr
     assert "Traceback" not in bad.stderr + empty.stderr
 

@@ -28,15 +28,14 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from conftest import make_settings
+from conftest import StoreFactory, make_settings
 
 from assistant.citations import SourceDoc
 from assistant.engine import OFFLINE_NOTE, Answer, Engine
 from assistant.errors import AssistantError
-from assistant.ingest import ingest
-from assistant.llm import Message, OpenAICompatibleLLM, ScriptedLLM, local_prompt_chars, make_llm
-from assistant.local_llm import bundled_smollm2_path
+from assistant.llm import Message, OpenAICompatibleLLM, local_prompt_chars, make_llm
 from assistant.settings import Settings
+from assistant.testing.llm import ScriptedLLM, bundled_smollm2_path
 
 CTX = 2048  # small, so the prompt budget (not llm_context_chars) decides what the prompt holds
 MAX_TOKENS = 150
@@ -79,13 +78,8 @@ PAPERS = [("AlphaNet: Liver Tumour Segmentation", "AlphaNet segments liver tumou
 
 
 @pytest.fixture(scope="module")
-def small_store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("uncheckable")
-    corpus = root / "papers.jsonl"
-    corpus.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in PAPERS))
-    settings = make_settings(root / "store", embed_backend="hash")
-    ingest(settings, [corpus], progress=False)
-    return settings
+def small_store(make_store: StoreFactory) -> Settings:
+    return make_store(PAPERS, name="uncheckable")
 
 
 def _numbers(messages: list[Message]) -> tuple[int, int]:
@@ -174,9 +168,8 @@ def local(corpus_store: Settings) -> Iterator[Local]:
     model = _smollm2_or_skip()
     settings = make_settings(
         corpus_store.store_dir, answer_mode="llm", local_model=model,
-        # One thread: two spin-waiting llama.cpp threads crawl on a busy 2-core machine, and this
-        # process loaded OpenMP (with torch) before the passive policy could be set.
-        local_threads=1, local_omp_passive=False, local_ctx_size=CTX, local_alias="smol",
+        # One thread: the test process (torch) competes for the same 2 busy cores.
+        local_threads=1, local_ctx_size=CTX, local_alias="smol",
         llm_max_tokens=MAX_TOKENS, local_timeout=300.0, llm_temperature=0.0,
     )
     engine = Engine(settings)

@@ -190,7 +190,8 @@ def test_stdio_transport_in_a_subprocess(store: tuple[Settings, list[str]], tmp_
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "ASSISTANT_EMBED_BACKEND": "hash",
            "HF_HUB_OFFLINE": "1"}
     server = StdioServerParameters(command=sys.executable, cwd=str(tmp_path), env=env,
-                                   args=["-m", "assistant.cli", "mcp", "--store", str(settings.store_dir)])
+                                   args=["-m", "assistant.testing.cli", "mcp", "--store",
+                                         str(settings.store_dir)])
 
     async def main() -> None:
         async with Client(server, read_timeout_seconds=300) as client:
@@ -204,7 +205,7 @@ def test_stdio_server_reports_a_bad_store_like_the_cli(tmp_path: Path) -> None:
 
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "ASSISTANT_EMBED_BACKEND": "hash",
            "ASSISTANT_AUTO_INGEST": "false"}
-    run = subprocess.run([sys.executable, "-m", "assistant.cli", "mcp", "--store",
+    run = subprocess.run([sys.executable, "-m", "assistant.testing.cli", "mcp", "--store",
                           str(tmp_path / "none")], env=env, capture_output=True, text=True,
                          timeout=300, input="", check=False)
     assert run.returncode == 2 and run.stdout == ""

@@ -15,8 +15,9 @@ from test_mcp import NAILFOLD, SEGMAMBA, SWIN_SMT, small_store
 
 from assistant import tracing
 from assistant.engine import Answer, Engine
-from assistant.llm import LLMError, ScriptedLLM
+from assistant.llm import LLMError
 from assistant.settings import Settings
+from assistant.testing.llm import ScriptedLLM
 
 RETRIEVERS = ("retrieval.embed", "retrieval.dense", "retrieval.bm25", "retrieval.literal",
               "retrieval.phrases", "retrieval.named")
