@@ -25,7 +25,8 @@ from assistant.corpus import load_papers
 from assistant.corpus import paper_id as title_id
 from assistant.engine import Engine
 from assistant.ingest import ingest
-from assistant.settings import BUNDLED_CORPUS, Settings
+from assistant.resources import bundled_corpus
+from assistant.settings import Settings
 from assistant.web.mcp import markdown_table, select_aspects
 from assistant.web.records import AskResult, CitationRecord
 from assistant.web.server import BackgroundServer, create_app
@@ -43,7 +44,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 def small_store(root: Path, n: int = 25) -> tuple[Settings, list[str]]:
     """A store of real papers (the three above and the first `n` of the bundled corpus) with the
     fast hash embedder; returns its settings and titles."""
-    papers = load_papers([BUNDLED_CORPUS]).papers
+    papers = load_papers([bundled_corpus()]).papers
     wanted = [p for p in papers if p.title in (SEGMAMBA, SWIN_SMT, NAILFOLD)] + papers[:n]
     chosen = list({p.title: p for p in wanted}.values())
     corpus = write_jsonl(root / "papers.jsonl",
