@@ -146,7 +146,7 @@ class UIHandlers:
             radio = gr.Radio(choices=[(OFFLINE_LABEL, "extractive")], value="extractive",
                              interactive=False)
         return {"header": self.header(mode), "status": status_html(engine.status()),
-                "picks": gr.Dropdown(choices=[p.title for p in corpus.papers], value=[]),
+                "picks": gr.Dropdown(choices=[p.title for p in corpus.papers]),
                 "mode": radio, "timer": gr.Timer(active=False)}
 
     # --- conversations ------------------------------------------------------------------------
@@ -281,8 +281,8 @@ class UIHandlers:
                 return
             use_mode = mode if engine.llm is not None and mode in ("llm", "extractive") else None
             llm = engine.llm is not None and use_mode != "extractive"
-            status = f"Searching the papers, then asking {engine.llm.name}…" if llm and engine.llm \
-                else "Searching the papers…"
+            name = engine.llm.name if engine.llm is not None else "the LLM"
+            status = f"Searching the papers, then asking {name}…" if llm else "Searching the papers…"
             yield {"live": live_html(live, status, comparison=comparison and llm)}
             turns = [Turn(role, text) for e in conversation.exchanges
                      for role, text in (("user", e.question), ("assistant", e.answer))]
@@ -299,8 +299,8 @@ class UIHandlers:
                     if isinstance(event, Answer):
                         result = event
                     elif llm:
-                        yield {"live": live_html(live, f"{engine.llm.name if engine.llm else 'LLM'} "
-                                                 "is writing…", comparison=comparison, body=event)}
+                        yield {"live": live_html(live, f"{name} is writing…", comparison=comparison,
+                                                 body=event)}
             finally:
                 events.close()  # a stopped answer stops the LLM request here
             assert result is not None
@@ -475,7 +475,8 @@ def exchange_from(exchange_id: str, answer: Answer, support: dict[int, list[str]
     # Cited papers first, in citation order; the panel keeps that order.
     sources.sort(key=lambda s: (not s["cited"], s["n"]))
     data = {"mode": answer.mode, "mode_label": mode_label, "abstained": answer.abstained,
-            "notice": answer.notice, "kind": answer.kind, "understood": True, "sources": sources}
+            "notice": answer.notice, "kind": answer.kind, "understood": True, "sources": sources,
+            "standalone": answer.standalone_question}
     return Exchange(exchange_id, answer.question, answer.answer, data)
 
 

@@ -96,7 +96,10 @@ def cluster_words(texts: Sequence[str], labels: np.ndarray,
         return [[] for _ in range(k)]
     vectorizer = CountVectorizer(stop_words=sorted(_stop_words()), token_pattern=r"(?u)\b[A-Za-z][\w-]{2,}\b",
                                  ngram_range=(1, 1), min_df=1)
-    counts = vectorizer.fit_transform(documents).toarray().astype(float)
+    try:
+        counts = vectorizer.fit_transform(documents).toarray().astype(float)
+    except ValueError:  # nothing but stop words
+        return [[] for _ in range(k)]
     words = vectorizer.get_feature_names_out()
     tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
     average = counts.sum() / max(k, 1)

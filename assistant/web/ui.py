@@ -381,7 +381,7 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                                            elem_id="pa-sources", js_on_load=None))
                     with gr.Accordion("Compare papers, and settings", open=False, elem_id="pa-settings"):
                         # Choices arrive with the page's load event (never inlined in the page).
-                        add("picks", gr.Dropdown(choices=[], value=[], multiselect=True,
+                        add("picks", gr.Dropdown(choices=[], multiselect=True,
                                                  allow_custom_value=False, max_choices=MAX_COMPARE,
                                                  label="Compare these papers", elem_id="pa-compare",
                                                  info=f"Type part of a title, pick 2–{MAX_COMPARE}."))

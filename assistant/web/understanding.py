@@ -13,9 +13,13 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
 from assistant.citations import STOP
 
 log = logging.getLogger(__name__)
+
+FUNCTION_WORDS = frozenset(ENGLISH_STOP_WORDS) | STOP | {"tell", "explain", "say", "know", "does", "did"}
 
 WORD = re.compile(r"[^\W_][\w'’-]*")
 MIN_WORD_CHARS = 2
@@ -24,7 +28,7 @@ MIN_WORD_CHARS = 2
 def content_words(question: str) -> list[str]:
     """The question's words less the function words ("what", "is", "the", ...)."""
     words = [w.lower().strip("'’-") for w in WORD.findall(question)]
-    return [w for w in words if len(w) >= MIN_WORD_CHARS and w not in STOP]
+    return [w for w in words if len(w) >= MIN_WORD_CHARS and w not in FUNCTION_WORDS]
 
 
 @lru_cache(maxsize=1)
