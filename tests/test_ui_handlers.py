@@ -330,7 +330,8 @@ def with_llm(store: Settings) -> Iterator[tuple[UIHandlers, QuotingLLM]]:
 
 def test_stop_ends_the_answer_and_its_llm_request(with_llm: tuple[UIHandlers, QuotingLLM]) -> None:
     h, llm = with_llm
-    question = f"How accurate is the nailfold capillary pipeline at predicting abnormality? Please {SLOW_WORDS}."
+    question = ("How accurate is the nailfold capillary pipeline at predicting abnormality? "
+                f"Please {SLOW_WORDS}.")
     started = h.begin(question, None, [])
     assert started["question"]["interactive"] is False and started["stop"]["visible"] is True
     pending: Pending = started["pending"]
