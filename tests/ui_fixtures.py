@@ -25,10 +25,10 @@ SLOW_WORDS = "take your time"  # a question with these words is answered one wor
 SOURCE = re.compile(r"<source (\d+)>\nTitle: (.*?)\nText: (.*?)\n</source \1>", re.S)
 
 
-def small_store(directory: Path, **overrides: object) -> Settings:
+def small_store(directory: Path, extra: list[dict] | None = None, **overrides: object) -> Settings:
     papers = load_papers([BUNDLED_CORPUS]).papers[:SMALL_CORPUS]
     corpus = write_jsonl(directory / "papers.jsonl", [
-        {"title": p.title, "abstract": p.abstract, "url": p.url} for p in papers])
+        {"title": p.title, "abstract": p.abstract, "url": p.url} for p in papers] + (extra or []))
     settings = make_settings(directory / "store", embed_backend="hash", corpus_paths=[corpus],
                              **overrides)
     ingest(settings, progress=False)
