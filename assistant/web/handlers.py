@@ -193,7 +193,7 @@ class UIHandlers:
                     f"this conversation has reached {self.settings.max_turns} messages, the limit",
                     hint="press “New conversation” to start over (setting ASSISTANT_MAX_TURNS)")
         except AssistantError as exc:
-            return {"pending": None, "notice": notice_html(message(exc))}
+            return {"pending": None, "notice": notice_html(message(exc)), "error": message(exc)}
         pending = Pending(question, list(compare), list(scope))
         waiting = "Waiting for the assistant…" if not self.holder.ready else "Searching the papers…"
         return {"pending": pending, "notice": "", "compare_msg": "",
@@ -216,11 +216,22 @@ class UIHandlers:
             if unknown:
                 problem = f"Not in the collection: {'; '.join(unknown)}"
         if problem:
-            return {"pending": None, "compare_msg": notice_html(problem)}
+            return {"pending": None, "compare_msg": notice_html(problem), "error": problem}
         question = f"Compare {', '.join(titles[:-1])} and {titles[-1]}"
         if len(question) > self.settings.max_question_chars:
             question = "Compare the selected papers"
         return self.begin(question, conversation, scope, compare=titles)
+
+    def answer_now(self, started: Out, conversation: Conversation | None, k: float | None,
+                   mode: str | None, owner: str) -> Out:
+        """`begin` then `answer` in one call, for API clients of the page (gradio_client): the
+        final outputs, or an AssistantError with the reason a question was refused."""
+        if started["pending"] is None:
+            raise AssistantError(started["error"])
+        result: Out = {}
+        for out in self.answer(started["pending"], conversation, k, mode, owner):
+            result.update(out)
+        return result
 
     def finish(self) -> Out:
         return {"question": gr.update(interactive=True), "send": gr.update(visible=True),

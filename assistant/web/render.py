@@ -189,8 +189,9 @@ def tables_first(markdown: str) -> str:
 
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
-        "table")
+    # No raw HTML and no images: an answer's text never loads or runs anything.
+    return (MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+            .enable("table").disable("image"))
 
 
 def _labelled_tables(rendered: str) -> str:

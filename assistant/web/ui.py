@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from assistant.errors import AssistantError
 from assistant.settings import Settings
 from assistant.web.handlers import MAX_COMPARE, UIHandlers, owner_of
 from assistant.web.holder import EngineHolder
@@ -441,18 +442,16 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
 
         answers: list[Any] = []
 
-        def chain(started: Any, api_name: str | None = None) -> None:
+        def chain(started: Any) -> None:
             running = started.then(
                 fn(answer_out, answer), [c["pending"], c["conversation"], c["k"], c["mode"]],
                 w.outs(answer_out), concurrency_id="answers", show_progress="minimal",
-                show_progress_on=[c["live"]],
-                **({"api_name": api_name} if api_name else private))
+                show_progress_on=[c["live"]], **private)
             running.then(fn(finish_out, h.finish), None, w.outs(finish_out), **instant)
             answers.append(running)
 
         ask_in = [c["question"], c["conversation"], c["scope"]]
-        chain(c["question"].submit(fn(begin_out, h.begin), ask_in, w.outs(begin_out), **instant),
-              api_name="ask")
+        chain(c["question"].submit(fn(begin_out, h.begin), ask_in, w.outs(begin_out), **instant))
         chain(c["send"].click(fn(begin_out, h.begin), ask_in, w.outs(begin_out), **instant))
         for button, (_, text) in zip(examples, EXAMPLES, strict=True):
             def begin_example(conversation: Any, scope: Any, text: str = text) -> dict[str, Any]:
@@ -461,7 +460,29 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                                w.outs(begin_out), **instant))
         chain(c["compare_btn"].click(fn(begin_out, h.begin_compare),
                                      [c["picks"], c["conversation"], c["scope"]], w.outs(begin_out),
-                                     **instant), api_name="compare")
+                                     **instant))
+        # For gradio_client: /ask and /compare answer in one call, keeping the session's conversation.
+        api_out = ["notice", "thread", "sources", "conversation"]
+
+        def ask_api(question: str, conversation: Any, k: float, mode: str,
+                    request: gr.Request) -> dict[str, Any]:
+            return api_call(h.begin(question, conversation, []), conversation, k, mode, request)
+
+        def compare_api(titles: list[str], conversation: Any, k: float, mode: str,
+                        request: gr.Request) -> dict[str, Any]:
+            return api_call(h.begin_compare(titles, conversation, []), conversation, k, mode, request)
+
+        def api_call(started: dict[str, Any], conversation: Any, k: float, mode: str,
+                     request: gr.Request) -> dict[str, Any]:
+            try:
+                return h.answer_now(started, conversation, k, mode, _owner(request))
+            except AssistantError as exc:
+                raise gr.Error(exc.message, print_exception=False) from None
+
+        for name, api_fn, first in (("ask", ask_api, "question"), ("compare", compare_api, "picks")):
+            hidden = gr.Button(visible=False)
+            hidden.click(fn(api_out, api_fn), [c[first], c["conversation"], c["k"], c["mode"]],
+                         w.outs(api_out), api_name=name, concurrency_id="answers")
         stop_out = ["question", "send", "stop", "pending", "live", "notice"]
         c["stop"].click(fn(stop_out, h.stop), [c["pending"]], w.outs(stop_out), cancels=answers,
                         **instant)
