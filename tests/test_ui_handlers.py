@@ -310,15 +310,17 @@ def test_feedback_goes_to_the_feedback_store_when_there_is_one(offline: UIHandle
         def __init__(self, settings: Settings) -> None:
             pass
 
-        def add(self, *args: Any) -> None:
-            added.append(args)
+        def add(self, **fields: Any) -> None:
+            added.append(fields)
 
     monkeypatch.setitem(sys.modules, "assistant.feedback", types.SimpleNamespace(FeedbackStore=FeedbackStore))
     assert "recorded" in offline.thread_event(click, out["conversation"])["notice"]
-    rating, question, answer, citations, sources, flags = added[0]
-    assert (rating, question, flags) == ("down", "What is SegMamba?", ["wrong_citation"])
-    assert answer == exchange.answer and citations and all(c["title"] for c in citations)
-    assert {"n", "title", "paper_id", "url", "score", "passages"} <= set(sources[0])
+    fields = added[0]
+    assert (fields["rating"], fields["question"], fields["flags"]) == (
+        "down", "What is SegMamba?", ["wrong_citation"])
+    assert fields["answer"] == exchange.answer and fields["mode"] == "extractive"
+    assert fields["citations"] and all(c["title"] for c in fields["citations"])
+    assert {"n", "title", "paper_id", "url", "score", "passages"} <= set(fields["sources"][0])
 
 
 # --- stop -------------------------------------------------------------------------------------

@@ -366,10 +366,15 @@ class UIHandlers:
         shown = [{k: s[k] for k in ("n", "title", "paper_id", "url", "score", "passages")}
                  for s in sources]
         try:
-            FeedbackStore(self.settings).add(rating, exchange.question, exchange.answer, citations,
-                                             shown, flags)
+            FeedbackStore(self.settings).add(
+                question=exchange.question, answer=exchange.answer, rating=rating, flags=flags,
+                citations=citations, sources=shown, kind=str(exchange.data.get("kind", "")),
+                mode=str(exchange.data.get("mode", "")))
         except AssistantError as exc:
             return f"Feedback not recorded: {exc.message}"
+        except Exception:  # a feedback store of another shape must not break the page
+            log.exception("recording feedback failed")
+            return "Feedback not recorded (see the server log)."
         return "Thank you: your feedback was recorded."
 
     # --- corpus -------------------------------------------------------------------------------

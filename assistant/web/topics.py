@@ -30,6 +30,7 @@ CACHE_FILE = "topic_map.json"
 MAP_MAX_PAPERS = 5_000  # larger stores are mapped on a fixed sample of this many papers
 MIN_CLUSTERS, MAX_CLUSTERS = 3, 12
 PAPERS_PER_CLUSTER = 8  # no more clusters than papers / this
+MIN_TOPICS_LARGE, PAPERS_PER_TOPIC_FLOOR = 6, 30  # at least min(6, papers / 30) clusters
 LABEL_WORDS = 3
 PALETTE = ("#4e79a7", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac",
            "#86bcb6", "#d37295", "#a0cbe8", "#8cd17d")
@@ -71,11 +72,13 @@ def clusters(points: np.ndarray) -> np.ndarray:
     top = min(MAX_CLUSTERS, n // PAPERS_PER_CLUSTER)
     if top < MIN_CLUSTERS:
         return np.zeros(n, dtype=int)
+    # Silhouette alone favours a few big groups; a larger corpus is worth a few more topics.
+    low = max(MIN_CLUSTERS, min(top, MIN_TOPICS_LARGE, n // PAPERS_PER_TOPIC_FLOOR))
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
     best: tuple[float, np.ndarray] | None = None
-    for k in range(MIN_CLUSTERS, top + 1):
+    for k in range(low, top + 1):
         found = KMeans(n_clusters=k, n_init=4, random_state=0).fit_predict(points)
         score = silhouette_score(points, found)
         if best is None or score > best[0]:

@@ -206,8 +206,9 @@ CSS = """
   border: 2px solid var(--border-color-primary); border-top-color: var(--color-accent);
   border-radius: 50%; animation: pa-spin 0.9s linear infinite; vertical-align: -1px; }
 @keyframes pa-spin { to { transform: rotate(360deg); } }
-#pa-composer { position: sticky; bottom: 0; z-index: 20; background: var(--background-fill-primary);
-  padding: .4rem 0 .2rem; }
+#pa-composer { position: sticky; bottom: 0; z-index: 20; padding: .4rem 0 .3rem; border: none;
+  box-shadow: 0 -8px 12px -10px rgba(0,0,0,.2); }
+#pa-composer, #pa-composer > div { background: var(--body-background-fill) !important; }
 .pa-scope { font-size: .85rem; background: #eff6ff; border: 1px solid #93c5fd; border-radius: 8px;
   padding: .3rem .6rem; overflow-wrap: anywhere; }
 .pa-example { white-space: normal !important; text-align: left !important; }
@@ -275,6 +276,7 @@ CSS = """
 /* phone: comparison rows as cards, nothing wider than the screen */
 @media (max-width: 640px) {
   .pa-md table, .pa-md tbody, .pa-md tr, .pa-md td { display: block; width: 100%; box-sizing: border-box; }
+  .pa-md table { border: none; }
   .pa-md thead { display: none; }
   .pa-md tr { border: 1px solid var(--border-color-primary); border-radius: 8px; margin-bottom: .6rem; }
   .pa-md td { border: none; border-top: 1px solid var(--border-color-primary); }
@@ -421,10 +423,10 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                     add("map", gr.HTML('<div class="pa-empty">Drawing the map…</div>', elem_id="pa-map",
                                        js_on_load=MAP_JS))
                 with gr.Column(scale=1, min_width=260):
-                    add("map_paper", gr.HTML(paper_html(None), elem_id="pa-map-paper", js_on_load=None))
+                    add("legend", gr.HTML("", elem_id="pa-legend", js_on_load=None))
                     add("ask_paper", gr.Button("Ask about this paper", variant="primary", visible=False,
                                                elem_id="pa-ask-paper"))
-                    add("legend", gr.HTML("", elem_id="pa-legend", js_on_load=None))
+                    add("map_paper", gr.HTML(paper_html(None), elem_id="pa-map-paper", js_on_load=None))
 
         # --- events ---------------------------------------------------------------------------
         c = w.c
