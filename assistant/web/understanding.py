@@ -15,11 +15,10 @@ from pathlib import Path
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from assistant.citations import STOP
-
 log = logging.getLogger(__name__)
 
-FUNCTION_WORDS = frozenset(ENGLISH_STOP_WORDS) | STOP | {"tell", "explain", "say", "know", "does", "did"}
+FUNCTION_WORDS = frozenset(ENGLISH_STOP_WORDS) | {
+    "tell", "explain", "say", "know", "does", "did", "paper", "papers", "study", "studies"}
 
 WORD = re.compile(r"[^\W_][\w'’-]*")
 MIN_WORD_CHARS = 2
