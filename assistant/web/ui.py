@@ -481,7 +481,10 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
             except AssistantError as exc:
                 raise gr.Error(exc.message, print_exception=False) from None
 
-        for name, api_fn, first in (("ask", ask_api, "question"), ("compare", compare_api, "picks")):
+        # The picker's choices arrive with the page's load event, which an API client never runs:
+        # /compare takes its titles as plain JSON (checked against the collection by the handler).
+        add("api_titles", gr.JSON(visible=False))
+        for name, api_fn, first in (("ask", ask_api, "question"), ("compare", compare_api, "api_titles")):
             hidden = gr.Button(visible=False)
             hidden.click(fn(api_out, api_fn), [c[first], c["conversation"], c["k"], c["mode"]],
                          w.outs(api_out), api_name=name, concurrency_id="answers")
