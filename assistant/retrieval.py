@@ -42,6 +42,8 @@ COMPARE = re.compile(
 )
 # An explicit request to compare, where the papers may be described rather than named.
 EXPLICIT_COMPARE = re.compile(r"\b(compar\w*|vs\.?|versus|differ\w*|difference|contrast\w*)\b", re.I)
+# Papers of a described part's fused ranking that its description is compared with.
+DESCRIBED_POOL = 5
 # Where a comparison question separates the things it compares.
 COMPARE_SPLIT = re.compile(r"\s*(?:\b(?:and|vs\.?|versus|with|against|between)\b|[,;:?]|\bto\b(?= the\b))\s*",
                            re.I)
@@ -356,8 +358,11 @@ class HybridRetriever:
             vector = self.embedder.embed([part])[0]
             bundle = QueryBundle(query_str=part, embedding=vector.tolist())
             papers = self.fuse(self.candidates(part, bundle, vector), self.fusion_weights("factual"))
-            ranked = [h for h in sorted(papers.values(), key=lambda h: h.score, reverse=True)
-                      if h.paper_id not in taken]
+            # The part describes one paper: of fusion's first few, the one whose text is closest to
+            # the description (fusion alone favours surveys that share its words).
+            ranked = sorted([h for h in sorted(papers.values(), key=lambda h: h.score, reverse=True)
+                             if h.paper_id not in taken][:DESCRIBED_POOL],
+                            key=lambda h: h.best_similarity, reverse=True)
             if ranked and len(entities) + len(found) < 2:
                 best = ranked[0]
                 found.append(EntityMatch(part, best.paper_id, best.title, exact=False))
