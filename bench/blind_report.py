@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--docs", action="store_true", help="write the table into docs/RETRIEVAL.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw report here")
     parser.add_argument("--write-floors", action="store_true", help="write bench/quality_floor.json")
-    parser.add_argument("--tolerance", type=float, default=0.03)
+    parser.add_argument("--tolerance", type=float, default=0.05)
     args = parser.parse_args()
 
     import logging
