@@ -30,7 +30,7 @@ from assistant.citations import (
 from assistant.conversation import Turn, history_text, resolve
 from assistant.corpus import is_code_link
 from assistant.embedding import get_embedder
-from assistant.errors import AssistantError, StoreError
+from assistant.errors import AssistantError, FilterError, StoreError
 from assistant.extractive import ExtractiveAnswerer
 from assistant.filters import Filters, parse_filter_phrases
 from assistant.llm import LLM, LLMError, complete, make_llm
@@ -217,12 +217,19 @@ class Engine:
         `filters=None` reads filter phrases ("since 2023") from the query; explicit filters (even
         empty ones) turn that off."""
         query = clean_question(query, self.settings.max_question_chars)
-        if filters is None:
+        phrased = filters is None
+        if phrased:
             query, filters = parse_filter_phrases(query)
         self.refresh_if_stale()
-        with span("retrieval", k=k):
-            result, _records, _decision = self._guard(
-                lambda: self._retrieve(query, k, filters=filters or None))
+        try:
+            with span("retrieval", k=k):
+                result, _records, _decision = self._guard(
+                    lambda: self._retrieve(query, k, filters=filters or None))
+        except FilterError:
+            if not phrased:
+                raise
+            # As in an answer: the question's own words ask for papers the collection lacks.
+            return RetrievalResult(query, "factual", [], False, 0.0, filters=filters or None)
         return result
 
     def _retrieve(self, question: str, k: int | None = None, *, kind: str | None = None,
@@ -313,11 +320,25 @@ class Engine:
             standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
-        if filters is None:
+        phrased = filters is None
+        if phrased:
             standalone, filters = parse_filter_phrases(standalone)
-        with span("retrieval", k=k, named=len(extra)):
-            result, records, decision = self._guard(
-                lambda: self._retrieve(standalone, k, kind=kind, extra=extra, filters=filters or None))
+        try:
+            with span("retrieval", k=k, named=len(extra)):
+                result, records, decision = self._guard(
+                    lambda: self._retrieve(standalone, k, kind=kind, extra=extra, filters=filters or None))
+        except FilterError as exc:
+            if not phrased:
+                raise  # filters the user set explicitly: their error
+            # Filters read from the question's own words that no paper meets: the question is
+            # about papers the collection does not hold, an answer rather than an error.
+            answer = Answer(question=question, answer=f"{exc.message}.", mode="extractive",
+                            abstained=True, citations=[], sources=[], kind="factual",
+                            standalone_question=standalone, filters=filters or None,
+                            seconds=time.perf_counter() - started)
+            yield answer.answer
+            yield answer
+            return
         sources = self._sources(result, records, decision)
 
         answer = Answer(question=question, answer="", mode="llm" if use_llm else "extractive",

@@ -21,7 +21,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from assistant.chunks import chunk_id as make_chunk_id
 from assistant.conditions import default_lexicon
 from assistant.embedding import Embedder, LlamaIndexEmbedding
-from assistant.errors import AssistantError
+from assistant.errors import FilterError
 from assistant.filters import Filters, MetadataIndex, chroma_where
 from assistant.fitted import fitted_params
 from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
@@ -316,14 +316,14 @@ class HybridRetriever:
     def _filter_scope(self, filters: Filters) -> tuple[set[str], np.ndarray, dict | None]:
         """The papers the filters allow, BM25's chunk mask and the dense side's `where`."""
         if self.metadata_version < METADATA_VERSION:
-            raise AssistantError(
+            raise FilterError(
                 f"the store at {self.store.label} was built before paper metadata was kept, so it "
                 "cannot be filtered by year, author, venue, paper or collection",
                 hint="rebuild it with `assistant ingest --rebuild` (unfiltered questions work as before)",
             )
         mask = self.metadata.paper_mask(filters)
         if not mask.any():
-            raise AssistantError(
+            raise FilterError(
                 f"no paper in the collection matches the filters ({filters.describe()})"
                 + (f", read from the question's words {', '.join(map(repr, filters.phrases))}"
                    if filters.phrases else ""),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -228,9 +229,15 @@ def test_explicit_filters_turn_the_phrases_off(engine):
 
 
 def test_engine_says_when_nothing_matches(engine):
-    with pytest.raises(AssistantError, match=r"matches the filters \(2030 or later\), read from the "
-                                             r"question's words 'since 2030'"):
-        engine.ask("Which papers since 2030 use transformers?")
+    # Filter words in the question that no paper meets: an answer saying so, not an error.
+    answer = engine.ask("Which papers since 2030 use transformers?")
+    assert answer.abstained and not answer.citations
+    assert re.search(r"matches the filters \(2030 or later\), read from the question's words "
+                     r"'since 2030'", answer.answer)
+    assert not engine.search("Which papers since 2030 use transformers?").papers
+    # Filters the user gave explicitly are the user's error.
+    with pytest.raises(AssistantError, match=r"matches the filters \(2030 or later\)"):
+        engine.ask("Which papers use transformers?", filters=Filters(year_from=2030))
 
 
 # --- CLI ---------------------------------------------------------------------------------------
