@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from assistant import prompts
 from assistant.citations import (
-    CITE,
     CheckReport,
     Citation,
     InstructionGuard,
@@ -27,18 +26,20 @@ from assistant.citations import (
     sanitize,
     source_list,
 )
-from assistant.conversation import Turn, history_text, resolve
+from assistant.conversation import Turn, resolve
 from assistant.corpus import is_code_link
 from assistant.embedding import get_embedder
 from assistant.errors import AssistantError, FilterError, StoreError
 from assistant.extractive import ExtractiveAnswerer
 from assistant.filters import Filters, parse_filter_phrases
-from assistant.llm import LLM, LLMError, complete, make_llm
+from assistant.llm import LLM, LLMError, make_llm
+from assistant.prompting import Prompter
 from assistant.relevance import Decision, RelevanceJudge
 from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.sentences import SentenceVectors
 from assistant.settings import Settings
 from assistant.store import PaperRecord, PaperStore
+from assistant.tables import cite_table_rows, cited_numbers, usable_table, without_table
 from assistant.tracing import span
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class Engine:
         self.judge = RelevanceJudge(self.vectors)
         self.guard = InstructionGuard(_instruction_texts())
         self.llm: LLM | None = llm if llm is not None else make_llm(settings)
+        self.prompter = Prompter(settings, self.llm)
         if settings.answer_mode == "llm" and self.llm is None:
             raise AssistantError(
                 "answer_mode is 'llm' but no LLM is configured",
@@ -316,7 +318,7 @@ class Engine:
         standalone = resolution.question
         llm_failure: LLMError | None = None
         if use_llm and resolution.is_followup and history:
-            condensed, llm_failure = self._condense(question, history)
+            condensed, llm_failure = self.prompter.condense(question, history)
             standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
@@ -369,7 +371,7 @@ class Engine:
                     # The model just failed on the follow-up; a second try would double the wait.
                     raise llm_failure
                 with span("llm", model=self.llm.name):
-                    for delta in self.llm.stream(self._messages(question, result, sources, history)):
+                    for delta in self.llm.stream(self.prompter.messages(question, result, sources, history)):
                         raw += delta
                         yield self._draft(raw, sources)
             except LLMError as exc:
@@ -381,11 +383,11 @@ class Engine:
                 raw = ""
         table_needed = False
         if answer.mode == "llm" and result.kind == "comparative":
-            raw = _cite_table_rows(raw)
-        if answer.mode == "llm" and result.kind == "comparative" and not _usable_table(raw, focus):
+            raw = cite_table_rows(raw)
+        if answer.mode == "llm" and result.kind == "comparative" and not usable_table(raw, focus):
             # The model's table is unusable: dropped here, built from the papers themselves below.
-            raw, table_needed = _without_table(raw), True
-        if answer.mode == "llm" and not _cited_numbers(raw) & {s.n for s in sources}:
+            raw, table_needed = without_table(raw), True
+        if answer.mode == "llm" and not cited_numbers(raw) & {s.n for s in sources}:
             # An answer that cites no source cannot be checked (small models write confident,
             # uncited figures): the offline answer instead, saying why.
             log.warning("the LLM's answer cited no source; answering offline")
@@ -480,70 +482,6 @@ class Engine:
         return {u for s in sources for u in (s.url, *[x for x in s.links if is_code_link(x)]) if u}
 
     # --- LLM prompts ----------------------------------------------------------------------
-    def _messages(self, question: str, result: RetrievalResult, sources: list[SourceDoc],
-                  history: Sequence[Turn]) -> list[dict[str, str]]:
-        system = prompts.render("system")
-        if result.kind == "comparative":
-            named = [s for s in sources if s.paper_id in {e.paper_id for e in result.entities}]
-            names = ", ".join(f"[{s.n}] {s.title}" for s in (named or sources[:2]))
-
-            def user(block: str) -> str:
-                return prompts.render("compare", sources=block, question=question, papers=names)
-        else:
-            def user(block: str) -> str:
-                return prompts.render("answer", sources=block, question=question)
-        # The sources get what the rest of the prompt leaves of the model's context: the papers
-        # judged to answer (named ones always), keeping their numbers.
-        budget = self._prompt_budget(len(system) + len(user("")))
-        chosen = [s for s in sources if s.verdict == "answers"] or sources
-        return [{"role": "system", "content": system},
-                {"role": "user", "content": user(self._source_block(chosen, budget))}]
-
-    def _prompt_budget(self, fixed_chars: int) -> int:
-        """Characters of sources one prompt may hold: llm_context_chars, and for a model whose
-        context is known (a local one), what its context leaves after the prompt's fixed part and
-        room for the answer (llm.local_prompt_chars)."""
-        budget = self.settings.llm_context_chars
-        prompt_chars = getattr(self.llm, "prompt_chars", None)
-        if prompt_chars is not None:
-            budget = min(budget, prompt_chars - fixed_chars)
-        return max(budget, 0)
-
-    def _source_block(self, sources: list[SourceDoc], budget: int | None = None) -> str:
-        """Numbered, delimited sources within `budget` characters in all (llm_context_chars by
-        default): whole abstracts while they fit, then the retrieved passages, cut to fit."""
-        budget = self.settings.llm_context_chars if budget is None else budget
-        parts = []
-        for s in sources:
-            head, tail = f"<source {s.n}>\nTitle: {s.title}\nText: ", f"\n</source {s.n}>"
-            room = budget - len(head) - len(tail) - 2  # 2: the blank line between sources
-            if room < 200:
-                break  # not worth a source cut to a few words
-            body = s.abstract if len(s.abstract) <= room else " … ".join(s.passages)
-            body = body[:room]
-            if not body:
-                break
-            parts.append(f"{head}{body}{tail}")
-            budget -= len(parts[-1]) + 2
-        return "\n\n".join(parts)
-
-    def _condense(self, question: str, history: Sequence[Turn]) -> tuple[str | None, LLMError | None]:
-        """The follow-up rewritten as a standalone question, or the LLM's failure."""
-        assert self.llm is not None
-        # The conversation gets what the model's context leaves (local models), newest kept.
-        room = self._prompt_budget(len(prompts.render("condense", history="", question=question)))
-        try:
-            text = complete(self.llm, [
-                {"role": "user", "content": prompts.render(
-                    "condense", history=history_text(history, min(4_000, room)) if room else "",
-                    question=question)},
-            ]).strip().splitlines()
-        except LLMError as exc:
-            log.warning("condensing the follow-up failed: %s", exc)
-            return None, exc
-        candidate = text[0].strip() if text else ""
-        return (candidate if 3 <= len(candidate) <= self.settings.max_question_chars else None), None
-
 
 def _store_failure(exc: Exception) -> bool:
     """An exception from the store's machinery (Chroma, its HTTP client, SQLite, the filesystem),
@@ -562,50 +500,6 @@ def _stop_warmups() -> None:
     torch running in a daemon thread during interpreter shutdown."""
     for engine in list(_WARMING):
         engine.stop_warmup(timeout=2.0)
-
-
-def _has_table(text: str, columns: int) -> bool:
-    rows = [line for line in text.splitlines() if line.strip().startswith("|")]
-    return len(rows) >= 3 and all(line.count("|") >= columns + 1 for line in rows[:2])
-
-
-def _usable_table(text: str, focus: list[int]) -> bool:
-    """A table that cites each compared paper (up to 4) in at least two cells. Small models write
-    tables of the wrong papers, with no citations, or citing a paper only in its name cell, which
-    leaves every claim in the row unchecked."""
-    if not _has_table(text, min(len(focus), 4)):
-        return False
-    cells = [cell for line in text.splitlines() if line.strip().startswith("|")
-             for cell in line.split("|")]
-    return all(sum(n in _cited_numbers(cell) for cell in cells) >= 2 for n in focus[:4])
-
-
-def _cite_table_rows(text: str) -> str:
-    """A table row that cites one paper in its first cell only (small models cite "| [1] | task |
-    method |") vouches for its other cells: each gets that citation, so that the checker checks
-    it, and moves or flags it, rather than it being shown unchecked."""
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        cells = line.strip().strip("|").split("|")
-        if not line.strip().startswith("|") or len(cells) < 2:
-            continue
-        numbers = _cited_numbers(cells[0])
-        if len(numbers) != 1 or _cited_numbers("|".join(cells[1:])):
-            continue
-        n = numbers.pop()
-        cells[1:] = [f"{c.rstrip()} [{n}] " if c.strip() else c for c in cells[1:]]
-        lines[i] = "|" + "|".join(cells) + "|"
-    return "\n".join(lines)
-
-
-def _cited_numbers(text: str) -> set[int]:
-    """Every number the text cites, in any form the checker reads ("[2]", "[ 2 ]", "[1-3]")."""
-    return {int(n) for group in CITE.findall(normalize_citations(text)) for n in re.split(r"[,;]", group)}
-
-
-def _without_table(text: str) -> str:
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(
-        line for line in text.splitlines() if not line.strip().startswith("|"))).strip()
 
 
 def _instruction_texts() -> list[str]:

@@ -24,8 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from conftest import StoreFactory, make_settings
@@ -34,6 +33,7 @@ from assistant.citations import SourceDoc
 from assistant.engine import OFFLINE_NOTE, Answer, Engine
 from assistant.errors import AssistantError
 from assistant.llm import Message, OpenAICompatibleLLM, local_prompt_chars, make_llm
+from assistant.prompting import Prompter
 from assistant.settings import Settings
 from assistant.testing.llm import ScriptedLLM, bundled_smollm2_path
 
@@ -63,9 +63,9 @@ def test_the_source_block_never_exceeds_its_budget(tmp_path: Path) -> None:
     sources = [SourceDoc(n=n, paper_id=str(n), title=f"Paper {n}: " + "long title " * 8, url="",
                          abstract="An abstract sentence. " * 80, passages=["A passage. " * 30])
                for n in range(1, 7)]
-    engine = cast(Engine, SimpleNamespace(settings=make_settings(tmp_path)))
+    prompter = Prompter(make_settings(tmp_path), None)
     for budget in (0, 150, 400, 1_000, 2_500, 6_000, 50_000):
-        block = Engine._source_block(engine, sources, budget)
+        block = prompter.source_block(sources, budget)
         assert len(block) <= budget
         if budget >= 1_000:
             assert "<source 1>" in block and block.endswith(">")  # whole blocks, closed
