@@ -96,8 +96,9 @@ def evidence_for(claim: str, source: SourceDoc, vectors: SentenceVectors) -> tup
     sentences = split_sentences(source.abstract) or [source.abstract]
     if _quoted(claim, text):
         semantic = 1.0  # a verbatim quote needs no model to vouch for it
-        flat = claim.replace("(", "[").replace(")", "]")
-        best = next((s for s in sentences if s[:40] in claim or s[:40] in flat), sentences[0])
+        flat = claim.replace("[", "(").replace("]", ")")
+        quoted = [s for s in sentences if s[:40].replace("[", "(").replace("]", ")") in flat]
+        best = " ".join(quoted) if quoted else sentences[0]
     else:
         sims = vectors(sentences) @ vectors([claim])[0]
         semantic = float(np.max(sims))

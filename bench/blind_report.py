@@ -146,8 +146,9 @@ def main() -> None:
     questions = load(BLIND / f"{args.split}.jsonl")
     ensure_store(args.store)
     engine = Engine(load_settings(args.store, answer_mode="extractive"))
-    report = answer_eval(engine, [EvalQuestion(q["question"], q["gold_titles"], q["kind"],
-                                               q.get("must_contain", [])) for q in questions])
+    report = answer_eval(engine, [EvalQuestion(question=q["question"], gold_titles=q["gold_titles"],
+                                               kind=q["kind"], must_contain=q.get("must_contain", []))
+                                  for q in questions])
     runs = methods(args.store)
     retrieval = {name: retrieval_eval(run, questions) for name, run in runs.items()}
     previous = json.loads(args.previous.read_text()) if args.previous else None
