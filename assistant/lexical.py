@@ -45,7 +45,9 @@ from bm25s.stopwords import STOPWORDS_EN
 from llama_index.core.schema import NodeWithScore, TextNode
 from tantivy import Filter, Occur, Order, Query, TextAnalyzerBuilder, Tokenizer
 
+from assistant.corpus import split_collections
 from assistant.errors import StoreError
+from assistant.filters import fold
 from assistant.settings import Settings
 from assistant.store import PaperStore
 from assistant.titles import paper_name_fields
@@ -90,21 +92,33 @@ def _schema() -> tantivy.Schema:
     b.add_text_field("paper_id", stored=True, tokenizer_name="raw", index_option="basic")
     b.add_text_field("kind", tokenizer_name="raw", index_option="basic")
     b.add_bytes_field("meta", stored=True, indexed=False)  # title, url, chunk index; the stamp
+    b.add_bytes_field("filter_meta", stored=True, indexed=False)  # first chunk: filter_meta()
     b.add_text_field("body", tokenizer_name="assistant_bm25", index_option="freq")
     b.add_text_field("text", stored=True, tokenizer_name="assistant_words", index_option="basic")
     b.add_unsigned_field("seq", fast=True)
+    # The paper's year on every chunk (0: unknown), so that BM25 ranks within a year range.
+    b.add_integer_field("year", indexed=True, fast=True)
     # The paper's names (titles.paper_name_fields), on its first chunk.
     b.add_text_field("alias", tokenizer_name="raw", index_option="basic")
     b.add_text_field("gram", tokenizer_name="raw", index_option="basic")
     b.add_text_field("ntitle", tokenizer_name="raw", index_option="basic")
     b.add_text_field("mention", tokenizer_name="assistant_spaces", index_option="basic")
+    b.add_text_field("introduced", tokenizer_name="raw", index_option="basic")
+    b.add_text_field("spelled", tokenizer_name="raw", index_option="basic")
+    # What filters match, on its first chunk (filter_index.py): folded words of the authors and
+    # of the venue, collection names, and the references a paper is chosen by (DOI, arXiv id,
+    # folded title).
+    b.add_text_field("author", tokenizer_name="raw", index_option="basic")
+    b.add_text_field("venue", tokenizer_name="raw", index_option="basic")
+    b.add_text_field("collection", tokenizer_name="raw", index_option="basic")
+    b.add_text_field("ref", tokenizer_name="raw", index_option="basic")
     b.add_unsigned_field("atoms", fast=True)
     b.add_unsigned_field("title_words", fast=True)
     return b.build()
 
 
 SCHEMA = _schema()
-SCHEMA_VERSION = 1  # raise with any change to the fields or analyzers: older indexes are rebuilt
+SCHEMA_VERSION = 2  # raise with any change to the fields or analyzers: older indexes are rebuilt
 
 
 def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -192,13 +206,18 @@ class LexicalIndex:
         return int(self.searcher().search(query, limit=1).count)
 
     # --- BM25 ---------------------------------------------------------------------------------
-    def bm25(self, text: str, k: int) -> list[NodeWithScore]:
-        """The `k` best chunks for the text by BM25, with their scores (only chunks sharing a term)."""
+    def bm25(self, text: str, k: int, within: Query | None = None) -> list[NodeWithScore]:
+        """The `k` best chunks for the text by BM25, with their scores (only chunks sharing a term);
+        `within` (a filter: filter_index.py) restricts them without changing their scores."""
         tokens = self._bm25.analyze(text)
         if self.index is None or not tokens:
             return []
         # A repeated query word counts again, as it did in bm25s.
         query = Query.boolean_query([(Occur.Should, _term("body", t, "freq")) for t in tokens])
+        if within is not None:
+            # A filter clause that does not score: the chunks' BM25 scores stay those of the corpus.
+            query = Query.boolean_query([(Occur.Must, query),
+                                         (Occur.Must, Query.const_score_query(within, 0.0))])
         searcher = self.searcher()
         return [NodeWithScore(node=self._node_of(searcher.doc(addr)), score=float(score))
                 for score, addr in searcher.search(query, limit=k, count=False).hits]
@@ -368,6 +387,8 @@ class PaperRecord:
     title: str
     url: str
     chunks: list[ChunkRecord] = field(default_factory=list)
+    # Bibliographic metadata as the chunks carry it (corpus.bibliographic_meta): what filters read.
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 class LexicalUpdate:
@@ -415,6 +436,7 @@ class LexicalUpdate:
         for paper in papers:
             self.writer.delete_documents_by_term("paper_id", paper.paper_id)
             names = paper_name_fields(paper.title, [c.text for c in paper.chunks])
+            year = _year(paper.meta.get("year"))
             for i, chunk in enumerate(paper.chunks):
                 seq = chunk.seq if chunk.seq is not None else self._next_seq
                 self._next_seq = max(self._next_seq, seq + 1)
@@ -423,11 +445,16 @@ class LexicalUpdate:
                 doc.add_bytes("meta", json.dumps({"title": paper.title, "url": paper.url,
                                                   "chunk_index": chunk.chunk_index}).encode())
                 doc.add_unsigned("seq", seq)
+                doc.add_integer("year", year)
                 if i == 0:
                     doc.add_text("kind", PAPER_KIND)
-                    for name, values in (("alias", names.aliases), ("gram", names.grams)):
+                    for name, values in (("alias", names.aliases), ("gram", names.grams),
+                                         ("introduced", names.introduced),
+                                         ("spelled", sorted(names.spelled)),
+                                         *filter_terms(paper.title, paper.meta).items()):
                         for value in values:
                             doc.add_text(name, value)
+                    doc.add_bytes("filter_meta", json.dumps(filter_meta(paper.meta)).encode())
                     if names.ntitle:
                         doc.add_text("ntitle", names.ntitle)
                     doc.add_text("mention", " ".join(sorted(names.mentions)))
@@ -483,7 +510,29 @@ class LexicalUpdate:
 def _paper_record(pid: str, title: str, url: str, nodes: Sequence[TextNode]) -> PaperRecord:
     return PaperRecord(pid, title, url, [
         ChunkRecord(n.node_id, n.get_content(), int(n.metadata.get("chunk_index", i)))
-        for i, n in enumerate(nodes)])
+        for i, n in enumerate(nodes)], dict(nodes[0].metadata) if nodes else {})
+
+
+FILTER_KEYS = ("year", "authors", "venue", "doi", "arxiv_id", "collections")
+
+
+def filter_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata filters check a candidate paper against (stored on its first chunk)."""
+    return {k: meta[k] for k in FILTER_KEYS if meta.get(k) not in (None, "")}
+
+
+def filter_terms(title: str, meta: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The terms a paper is found by for filters (filter_index.py narrows with them, then checks
+    the stored metadata exactly)."""
+    authors = {w for name in str(meta.get("authors", "")).split(";") for w in fold(name).split()}
+    refs = {fold(title), str(meta.get("doi", "")).lower(), str(meta.get("arxiv_id", "")).lower()}
+    return {"author": sorted(authors), "venue": sorted(set(fold(str(meta.get("venue", ""))).split())),
+            "collection": list(split_collections(meta.get("collections", ""))),
+            "ref": sorted(r for r in refs if r)}
+
+
+def _year(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def rebuild(settings: Settings, store: PaperStore) -> None:
@@ -521,7 +570,8 @@ def _fill(update: LexicalUpdate, store: PaperStore) -> None:
             pid = str(meta.get("paper_id", cid.rsplit("-", 1)[0]))
             paper = pending.get(pid)
             if paper is None:
-                paper = pending[pid] = PaperRecord(pid, str(meta.get("title", "")), str(meta.get("url", "")))
+                paper = pending[pid] = PaperRecord(pid, str(meta.get("title", "")), str(meta.get("url", "")),
+                                                   meta=meta)
                 wanted[pid] = int(meta.get("n_chunks", 0) or 0)
             paper.chunks.append(ChunkRecord(cid, doc or "", int(meta.get("chunk_index", 0)), seq))
             seq += 1

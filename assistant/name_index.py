@@ -23,11 +23,12 @@ from assistant.titles import (
     NameLookups,
     NameResolver,
     TitleIndex,
-    _compact,
-    _grams,
     alias_kept,
     alias_term,
+    compact,
     gram_prefix,
+    may_be_case_sensitive,
+    name_grams,
 )
 
 PAGE = 1_000
@@ -116,6 +117,8 @@ class _Lookups:
         self.searcher = owner.index.searcher()
         self._kept: dict[str, set[str]] = {}
         self._titles: dict[str, str] = {}
+        self._case: dict[str, bool] = {}
+        self._title_alias: dict[str, bool] = {}
 
     def whole_titles(self, words: list[str]) -> list[tuple[str, str, str]]:
         longest = self.owner.maximum("title_words")
@@ -136,25 +139,42 @@ class _Lookups:
         found.sort(key=lambda f: starts.get(tuple(f[2].split()[:2]), len(starts)))
         return found
 
+    def _spellings(self, key: str) -> list[str]:
+        """Every alias with this compact form, from titles or introduced by abstracts, sorted."""
+        found = {term[len(key) + 1:] for name in ("alias", "introduced")
+                 for term, _ in self.searcher.terms_with_prefix(name, key + "\t")}
+        return sorted(found)
+
     def aliases_for(self, key: str) -> Iterable[str]:
-        for term, _ in self.searcher.terms_with_prefix("alias", key + "\t"):
-            alias = term[len(key) + 1:]
+        for alias in self._spellings(key):
             if self._papers_of(key, alias):
                 yield alias
 
     def alias_papers(self, alias: str) -> set[str]:
-        return self._papers_of(_compact(alias), alias)
+        return self._papers_of(compact(alias), alias)
 
     def compact_papers(self, key: str) -> set[str]:
         papers: set[str] = set()
-        for term, _ in self.searcher.terms_with_prefix("alias", key + "\t"):
-            papers |= self._papers_of(key, term[len(key) + 1:])
+        for alias in self._spellings(key):
+            papers |= self._papers_of(key, alias)
         return papers
+
+    def fuzzy_key(self, key: str) -> bool:
+        return any(self._from_title(alias) and self._papers_of(key, alias)
+                   for alias in self._spellings(key))
+
+    def case_sensitive(self, alias: str) -> bool:
+        """A capitalised one-word alias whose lower-case spelling some paper writes."""
+        found = self._case.get(alias)
+        if found is None:
+            found = self._case[alias] = may_be_case_sensitive(alias) and bool(
+                self.searcher.search(_term("spelled", alias.lower()), limit=1, count=False).hits)
+        return found
 
     def near_keys(self, key: str, lengths: range) -> list[str]:
         out: dict[str, None] = {}
         for length in lengths:
-            for gram in _grams(key):
+            for gram in name_grams(key):
                 prefix = gram_prefix(length, gram)
                 out.update(dict.fromkeys(t[len(prefix):] for t, _ in
                                          self.searcher.terms_with_prefix("gram", prefix)))
@@ -167,18 +187,33 @@ class _Lookups:
         title = self._titles.get(pid)
         return title if title is not None else self.owner.titles.get(pid, "")
 
+    def _from_title(self, alias: str) -> bool:
+        """Whether some paper's title gives the alias (else only abstracts introduce it)."""
+        found = self._title_alias.get(alias)
+        if found is None:
+            term = alias_term(compact(alias), alias)
+            found = self._title_alias[alias] = bool(
+                self.searcher.search(_term("alias", term), limit=1, count=False).hits)
+        return found
+
     def _papers_of(self, key: str, alias: str) -> set[str]:
-        """The papers an alias names, if it is kept (titles.alias_kept), from live counts."""
+        """The papers an alias names, if it is kept (titles.alias_kept), from live counts: the
+        papers whose titles give it (or, where none does, whose abstracts introduce it) and the
+        papers that mention it (in its own capitalisation, for a case-sensitive one)."""
         term = alias_term(key, alias)
         kept = self._kept.get(term)
         if kept is None:
-            result = self.searcher.search(_term("alias", term), limit=MAX_PAPERS_PER_ALIAS + 1)
+            introduced = not self._from_title(alias)
+            result = self.searcher.search(_term("introduced" if introduced else "alias", term),
+                                          limit=MAX_PAPERS_PER_ALIAS + 1)
             mentions = 0
             if " " not in alias and result.count:
-                mentions = self.searcher.search(_term("mention", key), limit=1, count=True).count
+                mention = _term("spelled", alias) if self.case_sensitive(alias) \
+                    else _term("mention", key)
+                mentions = self.searcher.search(mention, limit=1, count=True).count
             kept = set()
             if alias_kept(alias, result.count, mentions, self.owner.n_papers(),
-                          self.owner.max_mention_share):
+                          self.owner.max_mention_share, introduced=introduced):
                 kept = {self._read(addr)[0] for _, addr in result.hits}
             self._kept[term] = kept
         return kept

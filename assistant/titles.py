@@ -60,16 +60,21 @@ NOT_COMPACT = re.compile(r"[^a-z0-9+]")
 TOKEN_PUNCTUATION = str.maketrans("", "", "-&.")  # what TOKEN lets inside a word, _compact drops
 
 
-def _compact(text: str) -> str:
+def compact(text: str) -> str:
+    """A name's lower-case letters, digits and "+": what its spellings are looked up by."""
     return NOT_COMPACT.sub("", text.lower())
 
 
-def _alias_pattern(alias: str) -> re.Pattern[str]:
+_compact = compact
+
+
+def _alias_pattern(alias: str, case_sensitive: bool = False) -> re.Pattern[str]:
     parts = re.findall(r"[A-Za-z0-9]+|\+", alias)
     body = ""
     for part in parts:
         body += re.escape(part) if part == "+" else (r"[\s\-_./]*" if body else "") + re.escape(part)
-    return re.compile(rf"(?<![A-Za-z0-9+]){body}(?![A-Za-z0-9+])", re.IGNORECASE)
+    return re.compile(rf"(?<![A-Za-z0-9+]){body}(?![A-Za-z0-9+])",
+                      0 if case_sensitive else re.IGNORECASE)
 
 
 def near_miss_words(question: str) -> list[re.Match[str]]:
@@ -78,6 +83,45 @@ def near_miss_words(question: str) -> list[re.Match[str]]:
     return [m for m in TOKEN.finditer(question)
             if len(_compact(m.group(0))) >= 5 and normalize_title(m.group(0)) not in GENERIC
             and (is_namelike(m.group(0)) or m.group(0)[0].isupper())]
+
+
+# Where prose introduces a name: "we propose X", "called X", "termed X", "(X)" after the words it
+# abbreviates. Conventions of scientific English, not of any one corpus.
+INTRODUCED = re.compile(
+    r"\b(?:propose[sd]?|present(?:s|ed)?|introduce[sd]?|develop(?:s|ed)?|name[sd]?|call(?:s|ed)?|"
+    r"term(?:s|ed)?|dub(?:s|bed)?|coin(?:s|ed)?|release[sd]?|build|built|design(?:s|ed)?)\b"
+    r"(?:\s+(?:a|an|the|our|new|novel|first|here|this|we|it|as|model|framework|method|dataset|"
+    r"benchmark|system|approach|network|architecture|pipeline|agent|tool|suite|family|series|"
+    r"of|for|called|named|termed|dubbed)\b[,]?){0,4}\s+(?P<a>[A-Za-z][A-Za-z0-9\-+]*[A-Za-z0-9+])"
+    r"|\((?P<b>[A-Za-z][A-Za-z0-9\-+]*[A-Za-z0-9+])\)"
+)
+LOWER_WORD = re.compile(r"\b[a-z][a-z0-9\-+]*")  # a word written in lower case (an ordinary word)
+
+
+def introduced_names(text: str) -> set[str]:
+    """Name-like words (MeWM, UniT, M-SYNTH) that a paper's text introduces as its own names."""
+    names = set()
+    for match in INTRODUCED.finditer(text):
+        name = match.group("a") or match.group("b")
+        if name and is_namelike(name) and len(_compact(name)) >= 3:
+            names.add(name)
+    return names
+
+
+def spelled_words(texts: Iterable[str]) -> set[str]:
+    """The words of a paper's texts as written (TOKEN), and those written in lower case: what
+    case-sensitive names are told apart and counted by (`_lowercase_words`, `_exact_mentions`)."""
+    words: set[str] = set()
+    for text in texts:
+        words.update(TOKEN.findall(text))
+        words.update(LOWER_WORD.findall(text))
+    return words
+
+
+def may_be_case_sensitive(alias: str) -> bool:
+    """Whether an alias is of the form whose capitalisation can matter: one word, not all lower
+    case, starting with a letter (a lower-case word of the corpus starts with one)."""
+    return " " not in alias and alias != alias.lower() and alias[:1].isalpha()
 
 
 def mention_words(texts: Iterable[str]) -> set[str]:
@@ -99,13 +143,40 @@ def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
     return counts
 
 
-def alias_kept(alias: str, papers: int, mentions: int, n_papers: int, max_mention_share: float) -> bool:
+def _lowercase_words(texts: Mapping[str, str], wanted: set[str]) -> set[str]:
+    """The words of `wanted` that some text writes in lower case (ordinary words)."""
+    found: set[str] = set()
+    for text in texts.values():
+        found |= wanted & set(LOWER_WORD.findall(text))
+        if found == wanted:
+            break
+    return found
+
+
+def _exact_mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
+    """How many papers write each word of `wanted` in exactly that capitalisation."""
+    counts: dict[str, int] = defaultdict(int)
+    if not wanted:
+        return counts
+    for text in texts.values():
+        for word in wanted & set(TOKEN.findall(text)):
+            counts[word] += 1
+    return counts
+
+
+def alias_kept(alias: str, papers: int, mentions: int, n_papers: int, max_mention_share: float,
+               introduced: bool = False) -> bool:
     """Whether an alias names a paper: used by at most MAX_PAPERS_PER_ALIAS titles, not a generic
     term, and (a one-word alias) mentioned by at most `max_mention_share` of the papers or
-    MIN_GENERIC_MENTIONS of them, whichever is more."""
+    MIN_GENERIC_MENTIONS of them, whichever is more. A name only an abstract introduces must be
+    that paper's own: no other paper mentions it (papers also spell out the datasets they use:
+    "Medical Question Answering (MedQA)")."""
     limit = max(MIN_GENERIC_MENTIONS, max_mention_share * n_papers)
-    return 1 <= papers <= MAX_PAPERS_PER_ALIAS and normalize_title(alias) not in GENERIC and \
-        (" " in alias or mentions <= limit)
+    if not (1 <= papers <= MAX_PAPERS_PER_ALIAS and normalize_title(alias) not in GENERIC):
+        return False
+    if introduced:
+        return mentions <= 1  # the paper that introduces it, and no other
+    return " " in alias or mentions <= limit
 
 
 def title_aliases(title: str) -> set[str]:
@@ -114,6 +185,8 @@ def title_aliases(title: str) -> set[str]:
     head, sep, _ = title.partition(":")
     if sep and 1 <= len(head.split()) <= 4:
         found.add(head.strip())
+        if re.fullmatch(r"[A-Za-z]\d|\d[A-Za-z]", head.strip()):
+            return found  # "m1: ...": a two-character name only where it heads the title
     for token in TOKEN.findall(title):
         if is_namelike(token):
             found.add(token)
@@ -126,9 +199,13 @@ class PaperNames:
     """What the lexical index keeps of one paper for name resolution (see name_index.py)."""
 
     aliases: list[str]  # "<compact>\t<alias>": the aliases, found by their compact form
+    # "<compact>\t<alias>": names the paper's text introduces that are not among its title's
+    # aliases; one counts only where no title gives it and no other paper mentions it.
+    introduced: list[str]
     grams: list[str]  # "<length>\t<gram>\t<compact>": near-miss candidates (see NameResolver._near)
     ntitle: str  # the normalised title, when long enough to be matched whole ("" otherwise)
     mentions: set[str]  # compacted words of the title and text
+    spelled: set[str]  # its words as written, and those written in lower case (spelled_words)
     atoms: int  # most atoms in one of its aliases
     title_words: int  # words of ntitle
 
@@ -142,16 +219,21 @@ def gram_prefix(length: int, gram: str) -> str:
 
 
 def paper_name_fields(title: str, texts: Sequence[str]) -> PaperNames:
+    """A paper's names, from its title and its texts (the chunks), computed when it is written."""
     aliases = title_aliases(title)
+    # As the in-memory index reads a paper: its title and chunks, one per line.
+    introduced = introduced_names("\n".join([title, *texts])) - aliases
     keys = {_compact(a) for a in aliases}
     ntitle = normalize_title(title)
     ntitle = ntitle if len(ntitle) > MIN_WHOLE_TITLE else ""
     return PaperNames(
         aliases=sorted(alias_term(_compact(a), a) for a in aliases),
-        grams=sorted({gram_prefix(len(k), g) + k for k in keys for g in _grams(k)}),
+        introduced=sorted(alias_term(_compact(a), a) for a in introduced),
+        grams=sorted({gram_prefix(len(k), g) + k for k in keys for g in name_grams(k)}),
         ntitle=ntitle,
         mentions=mention_words([title, *texts]),
-        atoms=max((len(ATOM.findall(a)) for a in aliases), default=0),
+        spelled=spelled_words([title, *texts]),
+        atoms=max((len(ATOM.findall(a)) for a in aliases | introduced), default=0),
         title_words=len(ntitle.split()),
     )
 
@@ -215,7 +297,8 @@ class NameResolver:
                     break
                 key += atoms[j].group(0).lower()
                 for alias in names.aliases_for(key):
-                    if _pattern(alias).fullmatch(question, first.start(), atoms[j].end()):
+                    pattern = _pattern(alias, names.case_sensitive(alias))
+                    if pattern.fullmatch(question, first.start(), atoms[j].end()):
                         found.append((first.start(), alias))
         return found
 
@@ -225,7 +308,7 @@ class NameResolver:
         greater string, as in difflib.get_close_matches), among those that name a paper."""
         near = names.near_keys(key, _length_range(len(key), threshold))
         for candidate in difflib.get_close_matches(key, near, n=max(len(near), 1), cutoff=threshold):
-            if names.compact_papers(candidate):
+            if names.fuzzy_key(candidate):
                 return candidate
         return None
 
@@ -253,12 +336,21 @@ class NameLookups(Protocol):
 
     def max_atoms(self) -> int: ...
 
+    def fuzzy_key(self, key: str) -> bool:
+        """Whether a kept alias from a title (not one an abstract introduces) has this compact
+        form: only those are reached by a near miss."""
+        ...
+
+    def case_sensitive(self, alias: str) -> bool:
+        """Whether the alias is matched in its own capitalisation only ("UniT", not "unit")."""
+        ...
+
     def title(self, pid: str) -> str: ...
 
 
 @lru_cache(maxsize=4_096)
-def _pattern(alias: str) -> re.Pattern[str]:
-    return _alias_pattern(alias)
+def _pattern(alias: str, case_sensitive: bool = False) -> re.Pattern[str]:
+    return _alias_pattern(alias, case_sensitive)
 
 
 def _length_range(n: int, threshold: float) -> range:
@@ -282,11 +374,29 @@ class TitleIndex(NameResolver):
         for pid, title in self.titles.items():
             for alias in title_aliases(title):
                 aliases[alias].add(pid)
+        # Names an abstract introduces ("we propose MeWM", "a Unified Model (UniT)"): a paper is
+        # often asked about by the name of its system when the title does not carry it.
+        introduced: set[str] = set()
+        for pid, text in (texts or {}).items():
+            for alias in introduced_names(text) - set(aliases):
+                introduced.add(alias)
+                aliases[alias].add(pid)
         mentions = _mentions(texts, {_compact(a) for a in aliases if " " not in a}) if texts else {}
+        # A capitalised name whose lower-case spelling is an ordinary word of the corpus ("UniT",
+        # "CARE" against "unit", "care") is counted and matched in its own capitalisation only.
+        lower_words = _lowercase_words(texts, {a.lower() for a in aliases if " " not in a}) \
+            if texts else set()
+        self.case_sensitive_aliases = {a for a in aliases if a != a.lower()
+                                       and a.lower() in lower_words}
+        exact = _exact_mentions(texts, self.case_sensitive_aliases) if texts else {}
+
+        def mentioned(a: str) -> int:
+            return exact.get(a, 0) if a in self.case_sensitive_aliases else mentions.get(_compact(a), 0)
+
         self.aliases = {
             a: ids for a, ids in aliases.items()
-            if alias_kept(a, len(ids), mentions.get(_compact(a), 0), len(texts or ()),
-                          max_mention_share)
+            if alias_kept(a, len(ids), mentioned(a), len(texts or ()), max_mention_share,
+                          introduced=a in introduced)
         }
         self._by_compact: dict[str, set[str]] = defaultdict(set)
         self._aliases_by_compact: dict[str, list[str]] = defaultdict(list)
@@ -296,8 +406,11 @@ class TitleIndex(NameResolver):
         self._max_atoms = max((len(ATOM.findall(a)) for a in self.aliases), default=0)
         # Near-miss candidates share three letters in a row, or the first or last two (see _near).
         self._grams: dict[tuple[str, int], list[str]] = defaultdict(list)
-        for key in self._by_compact:
-            for gram in _grams(key):
+        # Names from abstracts are matched as written only: a near miss of a dataset's name
+        # ("MedQA") must not turn into another paper's system name ("MedVQA").
+        self._fuzzy = {_compact(a) for a in self.aliases if a not in introduced}
+        for key in self._fuzzy:
+            for gram in name_grams(key):
                 self._grams[(gram, len(key))].append(key)
         # Whole titles, found by their first two words: a question is checked against the few
         # titles that start with a pair of its words, not against every title.
@@ -331,6 +444,12 @@ class TitleIndex(NameResolver):
     def max_atoms(self) -> int:
         return self._max_atoms
 
+    def case_sensitive(self, alias: str) -> bool:
+        return alias in self.case_sensitive_aliases
+
+    def fuzzy_key(self, key: str) -> bool:
+        return key in self._fuzzy
+
     def title(self, pid: str) -> str:
         return self.titles[pid]
 
@@ -342,11 +461,11 @@ class TitleIndex(NameResolver):
         every name cost time per name in the corpus."""
         out: dict[str, None] = {}
         for length in lengths:
-            for gram in _grams(key):
+            for gram in name_grams(key):
                 out.update(dict.fromkeys(self._grams.get((gram, length), ())))
         return list(out)
 
 
-def _grams(key: str) -> set[str]:
+def name_grams(key: str) -> set[str]:
     """The three-letter runs of a compact name, and its first and last two letters marked."""
     return {key[i:i + 3] for i in range(len(key) - 2)} | {"^" + key[:2], "$" + key[-2:]}

@@ -13,12 +13,12 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from assistant.api import CHECKED_RULE, DeltaTracker, Limiter
 from assistant.engine import Engine
 from assistant.errors import AssistantError
-from assistant.llm import ScriptedLLM
-from assistant.server import BackgroundServer, create_app
 from assistant.settings import Settings
+from assistant.testing.llm import ScriptedLLM
+from assistant.web.api import CHECKED_RULE, DeltaTracker, Limiter
+from assistant.web.server import BackgroundServer, create_app
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 from fastapi.testclient import TestClient
 
-from assistant.server import create_app
+from assistant.web.server import create_app
 
 
 def test_unexpected_exception_is_openai_shaped_json(corpus_store, engine, monkeypatch) -> None:

@@ -8,94 +8,28 @@ background; the UI shows the progress and the API answers 503 until the engine i
 from __future__ import annotations
 
 import logging
-import sys
+import socket
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import gradio as gr
+import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant import tracing
 from assistant.engine import Engine
 from assistant.errors import AssistantError
 from assistant.settings import Settings
+from assistant.web.api import Limiter, build_router, error_body, install_error_handlers, install_openapi
+from assistant.web.holder import EngineHolder
+from assistant.web.mcp import build_mcp, mount_mcp
+from assistant.web.ui import CSS, HEAD, build_ui, theme
 
 log = logging.getLogger(__name__)
-
-
-class EngineHolder:
-    """The process's one Engine, possibly still being built (first-run index build, model load)."""
-
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
-        self.settings = settings
-        self._engine = engine
-        self._ready = threading.Event()
-        self.error: AssistantError | None = None
-        self.phase = "ready" if engine is not None else "starting"
-        self.done = 0
-        self.total = 0
-        if engine is not None:
-            self._ready.set()
-
-    # --- startup --------------------------------------------------------------------------
-    def start_background(self, *, ingest_first: bool) -> None:
-        threading.Thread(target=self._load, args=(ingest_first,), name="engine-loader",
-                         daemon=True).start()
-
-    def _load(self, ingest_first: bool) -> None:
-        try:
-            if ingest_first:
-                from assistant.ingest import ingest
-
-                self.phase = "building the index"
-                log.info("empty store: ingesting %s", ", ".join(map(str, self.settings.corpus_paths)))
-                summary = ingest(self.settings, progress=None, on_progress=self._progress)
-                log.info("ingest: %s", summary.line())
-            self.phase = "loading the models"
-            self._engine = Engine(self.settings)
-            self.phase = "ready"
-            print(f"Ready: {self._engine.store.count_papers()} papers; answer mode: "
-                  f"{self._engine.mode_label}", flush=True)
-        except AssistantError as exc:
-            self.error = exc
-            self.phase = "failed"
-            log.error("startup failed: %s", exc)
-        except Exception as exc:  # shown in the UI and the API instead of a dead thread
-            log.exception("startup failed")
-            self.error = AssistantError(f"startup failed: {type(exc).__name__}: {exc}", status=503)
-            self.phase = "failed"
-        finally:
-            self._ready.set()
-
-    def _progress(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
-
-    # --- use ------------------------------------------------------------------------------
-    @property
-    def ready(self) -> bool:
-        return self._engine is not None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._ready.wait(timeout)
-
-    def describe(self) -> str:
-        """One line for people: what startup is doing now."""
-        if self.error is not None:
-            return f"startup failed: {self.error}"
-        if self.phase == "building the index":
-            if self.total:
-                return (f"building the index for the first time: {self.done:,}/{self.total:,} "
-                        "chunks embedded")
-            return "building the index for the first time (loading the embedding model)"
-        return self.phase
-
-    def get(self) -> Engine:
-        if self._engine is not None:
-            return self._engine
-        if self.error is not None:
-            raise self.error
-        raise AssistantError(f"the assistant is starting ({self.describe()})",
-                             hint="try again in a moment", status=503)
 
 
 # --- request body limit ------------------------------------------------------------------------
@@ -151,8 +85,6 @@ class BodyLimitMiddleware:
                 await self._reject(scope, receive, send, 413)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, status: int) -> None:
-        from assistant.api import error_body
-
         message = (BodyTooLarge(self.max_bytes).detail if status == 413
                    else "invalid Content-Length header")
         response = JSONResponse(error_body(message, status), status_code=status,
@@ -170,42 +102,32 @@ def parse_ui_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def _store_is_empty(settings: Settings) -> bool:
-    from assistant.store import PaperStore
-
-    store = PaperStore(settings)
-    store.check_compatible()  # a mismatched store is reported now, not after a load
-    return store.count_papers() == 0
-
-
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The FastAPI app: API routes first, then the Gradio UI mounted at `/`."""
-    import gradio as gr
-
-    from assistant.api import build_router, install_error_handlers
-    from assistant.ui import CSS, HEAD, build_ui, theme
-
     auth = parse_ui_auth(settings.ui_auth)
-    if engine is not None:
-        holder = EngineHolder(settings, engine)
-    else:
-        holder = EngineHolder(settings)
-        if _store_is_empty(settings):
-            if not settings.auto_ingest:
-                raise AssistantError(f"the store at {settings.store_dir} is empty",
-                                     hint="build it with `assistant ingest`, or set "
-                                          "ASSISTANT_AUTO_INGEST=true")
-            print(f"First start: building the index of {len(settings.corpus_paths)} corpus "
-                  "file(s) in the background; the page shows the progress.", flush=True)
-            holder.start_background(ingest_first=True)
-        else:
-            holder = EngineHolder(settings, Engine(settings))
+    tracing.configure()  # on only with the OTEL_* settings
+    holder = EngineHolder(settings, engine) if engine is not None else EngineHolder.start(settings)
+    if not holder.ready:
+        print(f"First start: building the index of {len(settings.corpus_paths)} corpus "
+              "file(s) in the background; the page shows the progress.", flush=True)
+    limiter = Limiter(settings.concurrency, settings.queue_size)  # API and MCP calls together
+    mcp = build_mcp(holder, settings, limiter) if settings.mcp_http else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if mcp is not None:
+                await stack.enter_async_context(mcp.session_manager.run())
+            yield
 
     app = FastAPI(title="Paper assistant", docs_url="/api/docs", redoc_url=None,
-                  openapi_url="/api/openapi.json")
+                  openapi_url="/api/openapi.json", lifespan=lifespan)
     app.state.holder = holder
     install_error_handlers(app)
-    app.include_router(build_router(holder, settings))
+    install_openapi(app)
+    app.include_router(build_router(holder, settings, limiter))
+    if mcp is not None:
+        mount_mcp(app, mcp, settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     blocks = build_ui(holder, settings)
@@ -230,8 +152,6 @@ def display_url(settings: Settings) -> str:
 
 def serve(settings: Settings) -> None:
     """Serve the UI and the API until interrupted (`assistant serve`, `python app.py`)."""
-    import uvicorn
-
     _quiet_logs()
     app = create_app(settings)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
@@ -251,10 +171,6 @@ class BackgroundServer:
     """
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1") -> None:
-        import socket
-
-        import uvicorn
-
         with socket.socket() as sock:
             sock.bind((host, 0))
             self.port = sock.getsockname()[1]
@@ -284,19 +200,7 @@ def _quiet_logs() -> None:
     if not root.handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Startup progress (ingest, model load) is worth seeing even without -v.
-    for name in ("assistant.server", "assistant.ingest"):
+    for name in ("assistant.web.holder", "assistant.ingest"):
         logging.getLogger(name).setLevel(min(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
     for noisy in ("httpx", "chromadb", "sentence_transformers", "bm25s", "urllib3", "gradio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def main() -> None:
-    """`python app.py`: settings from the environment / .env; errors as one clear message."""
-    import typer
-
-    from assistant.cli import _settings, run
-
-    try:
-        run(lambda: serve(_settings()))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)

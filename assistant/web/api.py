@@ -30,11 +30,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -42,10 +43,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.conversation import Turn
 from assistant.engine import Answer, Engine, clean_question
 from assistant.errors import AssistantError
+from assistant.feedback import FLAGS, FeedbackStore
 from assistant.settings import Settings
-
-if TYPE_CHECKING:
-    from assistant.server import EngineHolder
+from assistant.web.holder import EngineHolder
+from assistant.web.records import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    SearchRecord,
+    answer_fields,
+    search_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +206,36 @@ class ChatRequest(BaseModel):
     drafts: bool = Field(True, description="Stream the LLM's draft before the checked answer.")
 
 
+class FeedbackRequest(BaseModel):
+    """Feedback on one answer; the records are those the answer came with."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(description="The question that was answered.")
+    answer: str = Field("", description="The answer's text as shown.")
+    rating: Literal["up", "down"] | None = Field(None, description="Thumbs up or down.")
+    flags: list[Literal[FLAGS]] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=len(FLAGS),
+        description="wrong_citation: a citation does not support its claim; missing_paper: a "
+                    "paper that answers the question was not used.")
+    comment: str = Field("", description="Free text (setting ASSISTANT_FEEDBACK_MAX_CHARS).")
+    citations: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=100,
+        description="The answer's `citations` records; add \"wrong\": true to the wrong ones.")
+    sources: list[dict[str, Any]] = Field(default_factory=list, max_length=100,
+                                          description="The answer's `sources` records.")
+    expected_titles: list[str] = Field(
+        default_factory=list, max_length=20,
+        description="Titles of the papers the answer should have used (for missing_paper).")
+    kind: str = Field("", description="The answer's `kind`.")
+    mode: str = Field("", description="The answer's `mode`.")
+
+
+class FeedbackCreated(BaseModel):
+    object: Literal["feedback"] = "feedback"
+    id: int
+    created: float
+
+
 class SearchRequest(BaseModel):
     q: str = Field(validation_alias=AliasChoices("q", "query"), description="The query.")
     k: int | None = Field(None, ge=1, le=50)
@@ -239,12 +276,6 @@ def validate(settings: Settings, engine: Engine, question: str, history: list[Tu
         raise AssistantError("mode 'llm' was asked for but no LLM is configured",
                              hint="leave mode out, or configure an LLM on the server")
     return question
-
-
-def answer_fields(answer: Answer) -> dict[str, Any]:
-    data = answer.to_json()
-    return {key: data[key] for key in ("sources", "citations", "mode", "abstained", "kind",
-                                       "notice", "checks")}
 
 
 # --- streaming --------------------------------------------------------------------------------
@@ -340,9 +371,32 @@ async def stream_events(engine: Engine, limiter: Limiter, question: str, history
 
 
 # --- routes -----------------------------------------------------------------------------------
-def build_router(holder: EngineHolder, settings: Settings) -> APIRouter:
+STREAM_DOC = ("With `stream: true`, a `text/event-stream` of `data: {chat.completion.chunk}` events "
+              "ending with `data: [DONE]`; the last chunk carries the answer's records.")
+
+
+def install_openapi(app: FastAPI) -> None:
+    """The OpenAPI document also describes a streamed answer's chunks (ChatCompletionChunk), which
+    no route returns as JSON."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            chunk = ChatCompletionChunk.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(chunk.pop("$defs", {}))
+            schemas["ChatCompletionChunk"] = chunk
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def build_router(holder: EngineHolder, settings: Settings, limiter: Limiter | None = None
+                 ) -> APIRouter:
     router = APIRouter(dependencies=[Depends(make_auth(settings))])
-    limiter = Limiter(settings.concurrency, settings.queue_size)
+    limiter = limiter or Limiter(settings.concurrency, settings.queue_size)
+    feedback = FeedbackStore(settings)
 
     @router.get("/health")
     def health() -> dict[str, Any]:
@@ -367,7 +421,10 @@ def build_router(holder: EngineHolder, settings: Settings) -> APIRouter:
             raise AssistantError(f"no model {model_id!r}; this server has {MODEL_ID!r}", status=404)
         return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "paper-assistant"}
 
-    @router.post("/v1/chat/completions", response_model=None)
+    @router.post("/v1/chat/completions", response_model=None, responses={200: {
+        "model": ChatCompletion, "description": STREAM_DOC,
+        "content": {"text/event-stream": {
+            "schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
     async def chat_completions(request: ChatRequest) -> Any:
         engine = holder.get()
         question, history = conversation(request)
@@ -390,28 +447,26 @@ def build_router(holder: EngineHolder, settings: Settings) -> APIRouter:
             **answer_fields(answer),
         }
 
-    async def _search(q: str, k: int | None) -> dict[str, Any]:
+    async def _search(q: str, k: int | None) -> SearchRecord:
         engine = holder.get()
         async with limiter.slot():
             result = await run_in_threadpool(engine.search, q, k)
-        return {
-            "object": "search.result", "query": result.question, "kind": result.kind,
-            "covered": result.covered, "best_similarity": round(result.best_similarity, 4),
-            "papers": [
-                {"rank": rank, "paper_id": hit.paper_id, "title": hit.title, "url": hit.url,
-                 "score": round(hit.score, 5),
-                 "passages": [{"text": p.text, "score": round(p.score, 5)} for p in hit.passages]}
-                for rank, hit in enumerate(result.papers, start=1)
-            ],
-        }
+        return search_record(result)
 
     @router.get("/v1/search")
     async def search_get(q: str = Query(..., description="The query."),
-                         k: int | None = Query(None, ge=1, le=50)) -> dict[str, Any]:
+                         k: int | None = Query(None, ge=1, le=50)) -> SearchRecord:
         return await _search(q, k)
 
     @router.post("/v1/search")
-    async def search_post(request: SearchRequest) -> dict[str, Any]:
+    async def search_post(request: SearchRequest) -> SearchRecord:
         return await _search(request.q, request.k)
+
+    @router.post("/v1/feedback", status_code=201)
+    async def post_feedback(request: FeedbackRequest) -> FeedbackCreated:
+        """Thumbs up/down and flags on an answer, stored in the store directory; `assistant
+        feedback export` turns the negative ones into evaluation questions."""
+        item = await run_in_threadpool(lambda: feedback.add(**request.model_dump()))
+        return FeedbackCreated(id=item.id, created=item.created)
 
     return router
