@@ -249,9 +249,11 @@ class Engine:
         decision = self.judge.judge(question, result,
                                     {pid: r.abstract for pid, r in records.items()})
         # Named papers first, in the order the question names them; then by relevance.
-        mentioned = {e.paper_id: i for i, e in reversed(list(enumerate(result.entities)))}
+        lowered = question.lower()
+        mentioned = {e.paper_id: (lowered.find(e.name.lower()) % (len(lowered) + 1))
+                     for e in reversed(result.entities)}
         order = sorted(range(len(result.papers)), key=lambda i: (
-            not result.papers[i].named, mentioned.get(result.papers[i].paper_id, len(mentioned)),
+            not result.papers[i].named, mentioned.get(result.papers[i].paper_id, len(lowered) + 1),
             -decision.judgements[i].probability))
         result.papers = [result.papers[i] for i in order]
         decision.judgements = [decision.judgements[i] for i in order]
