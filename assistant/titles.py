@@ -264,7 +264,13 @@ class NameResolver:
                 positions[pid] = norm_q.index(ntitle) * len(question) // max(len(norm_q), 1)
         # 2. exact aliases in any case, word-bounded, with or without separators between their
         # parts ("Swin SMT", "SwinSMT", "Swin-SMT"); "ChatCAD" is not found inside "ChatCAD+"
-        for pos, alias in self._alias_spans(names, question):
+        spans = self._alias_spans(names, question)
+        # Two papers' names that differ only in case ("VM-UNet", "VM-Unet"): the one written as
+        # the question writes it is meant.
+        exact = {pos for pos, alias in spans if question[pos:pos + len(alias)] == alias}
+        for pos, alias in spans:
+            if pos in exact and question[pos:pos + len(alias)] != alias:
+                continue
             for pid in sorted(names.alias_papers(alias)):
                 if pid not in matches:
                     matches[pid] = EntityMatch(alias, pid, names.title(pid), True)
@@ -272,6 +278,8 @@ class NameResolver:
         # 3. near misses of name-like words in the question
         for match in near_miss_words(question):
             word = match.group(0)
+            if match.start() in {pos for pos, _ in spans}:
+                continue  # found as written in step 2
             cw = _compact(word)
             key = cw if names.compact_papers(cw) else self._closest(names, cw, threshold)
             if key is None:
