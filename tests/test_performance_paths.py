@@ -227,12 +227,18 @@ def _resolve_by_scanning(index: TitleIndex, question: str, threshold: float) -> 
         ntitle = normalize_title(title)
         if len(ntitle) > 20 and f" {ntitle} " in norm_q:
             found.setdefault(pid, True)
-    for alias, ids in index.aliases.items():
-        if _alias_pattern(alias, index.case_sensitive(alias)).search(question):
-            for pid in ids:
+    spans = [(m.start(), alias) for alias in index.aliases
+             for m in _alias_pattern(alias, index.case_sensitive(alias)).finditer(question)]
+    # Where one spelling is written exactly as the question writes it, the others are not meant.
+    exact = {pos for pos, alias in spans if question[pos:pos + len(alias)] == alias}
+    for pos, alias in spans:
+        if pos not in exact or question[pos:pos + len(alias)] == alias:
+            for pid in index.aliases[alias]:
                 found.setdefault(pid, True)
     for match in near_miss_words(question):
         word = match.group(0)
+        if match.start() in {pos for pos, _ in spans}:
+            continue
         cw = _compact(word)
         keys = [cw] if cw in index._by_compact else difflib.get_close_matches(
             cw, index._fuzzy, n=1, cutoff=threshold)
