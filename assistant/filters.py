@@ -43,7 +43,7 @@ class Filters:
 
     @property
     def restricts_papers(self) -> bool:
-        """Whether anything besides the year narrows the papers (resolved to ids in memory)."""
+        """Whether anything besides the year narrows the papers (resolved to paper ids per question)."""
         return bool(self.authors or self.venues or self.paper_ids or self.collection)
 
     @classmethod
