@@ -30,7 +30,9 @@ KNOWN_MISSED_ABSTENTIONS = {
 
 
 def make_settings(store_dir: Path, **overrides: object) -> Settings:
-    """Settings isolated from the environment and any .env file."""
+    """Settings isolated from the environment and any .env file. Starlette's TestClient sends
+    `Host: testserver`, which the app must accept in tests."""
+    overrides.setdefault("allowed_hosts", ["testserver"])
     return Settings(_env_file=None, store_dir=store_dir, **overrides)  # type: ignore[call-arg]
 
 

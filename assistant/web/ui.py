@@ -354,7 +354,6 @@ def header_html(label: str, papers: int | None, starting: str | None = None) -> 
 # --- the app ----------------------------------------------------------------------------------
 def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
     cache = CorpusCache()
-    initial_titles = [p.title for p in cache.papers(holder.get())] if holder.ready else []
     llm_expected = settings.llm_configured and settings.answer_mode != "extractive"
 
     def mode_label(engine: Engine | None, mode: str | None) -> str:
@@ -542,7 +541,9 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                             value="llm" if llm_expected else "extractive",
                             label="Answer mode", interactive=llm_expected,
                             info="Choosable when an LLM is configured on the server.")
-                        picks = gr.Dropdown(choices=initial_titles, multiselect=True,
+                        # Titles arrive with the page's load event (refresh), after sign-in:
+                        # initial choices would be inlined in the login page's API description.
+                        picks = gr.Dropdown(choices=[], multiselect=True,
                                             allow_custom_value=True,
                                             max_choices=MAX_COMPARE,
                                             label="Compare these papers",
