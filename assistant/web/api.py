@@ -42,7 +42,16 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBasic, HTTPBearer
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    create_model,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.conversation import Turn
@@ -340,6 +349,16 @@ class UserMessageBase(BaseModel):
     role: Literal["user"]
 
 
+def _number(value: Any) -> Any:
+    # Pydantic's lax mode would take "7" and true for an integer; the schema says a JSON number.
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+PaperCount = Annotated[int, Field(ge=1, le=50), BeforeValidator(_number)]
+
+
 class ChatRequestBase(BaseModel):
     """OpenAI's chat request; unknown fields (temperature, top_p, ...) are accepted and ignored."""
 
@@ -348,12 +367,13 @@ class ChatRequestBase(BaseModel):
                        description="Accepted for compatibility and ignored: the answer always "
                                    f"comes from this server's assistant, named {MODEL_ID!r} in "
                                    "the response.")
-    stream: bool = False
+    stream: StrictBool = False
     # Extensions (the openai client sends them with `extra_body={...}`).
-    k: int | None = Field(None, ge=1, le=50, description="Papers to retrieve.")
+    k: PaperCount | None = Field(None, description="Papers to retrieve.")
     compare_titles: list[str] = Field(default_factory=list, max_length=6,
                                       description="Titles of papers to compare side by side.")
-    drafts: bool = Field(True, description="Stream the LLM's draft before the checked answer.")
+    drafts: StrictBool = Field(True, description="Stream the LLM's draft before the checked "
+                                                 "answer.")
 
 
 def question_schema(limit: int) -> dict[str, Any]:
@@ -371,7 +391,7 @@ def request_models(settings: Settings, modes: tuple[str, ...]) -> tuple[type[Bas
     part = create_model("UserTextPart", __base__=TextPart, text=(question, ...))
     user = create_model(
         "UserMessage", __base__=UserMessageBase,
-        content=(question | list[part], Field(  # type: ignore[operator,valid-type]
+        content=(question | Annotated[list[part], Field(min_length=1)], Field(  # type: ignore
             ..., description="A question; the last user message is the one answered. As parts, "
                              f"their joined text is limited to {limit:,} characters too.")))
     message = Annotated[user | OtherMessage, Field(discriminator="role")]  # type: ignore[operator]
@@ -392,7 +412,7 @@ def request_models(settings: Settings, modes: tuple[str, ...]) -> tuple[type[Bas
     search = create_model(
         "SearchRequest",
         q=(question, Field(validation_alias=AliasChoices("q", "query"), description="The query.")),
-        k=(int | None, Field(None, ge=1, le=50, description="Papers to return.")),
+        k=(PaperCount | None, Field(None, description="Papers to return.")),
     )
     return chat, search
 
@@ -552,7 +572,11 @@ async def stream_events(events: asyncio.Queue[tuple[str, Any]], stop: threading.
 CHAT_OK = {200: {"description": "A chat.completion object; with `stream: true`, a "
                                 "text/event-stream of chat.completion.chunk events ending with "
                                 "`data: [DONE]`.",
-                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+                 "content": {"text/event-stream": {"itemSchema": {
+                     "type": "object", "required": ["data"],
+                     "properties": {"data": {"type": "string", "description": "A JSON "
+                                             "chat.completion.chunk; `[DONE]` at the end."},
+                                    "event": {"type": "string"}}}}}}}
 
 
 def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None = None,
