@@ -34,6 +34,15 @@ LINK_OPENER = re.compile(r"\]\(\s*<?([^)\s>]*)")
 LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*\S.*$", re.M)
 # Anything a GFM renderer (Gradio's chat) autolinks: scheme URLs, www. addresses, e-mail addresses.
 AUTOLINK = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'\])*]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.I)
+# Addresses a reader (or a linkifier) could still follow: protocol-relative `//host/path`, bare
+# `host.tld/path`, and data:, file:, javascript: and vbscript: URIs.
+LOOSE_ADDRESS = re.compile(
+    r"(?<![\w/:.])//(?:[\w-]+\.)+[a-z]{2,}\b[^\s<>\"'\])]*"
+    r"|\b(?:[a-z0-9](?:[\w-]*[a-z0-9])?\.)+[a-z]{2,24}/[^\s<>\"'\])]*"
+    r"|\b(?:data|file|javascript|vbscript):[^\s<>\"'\])]+", re.I)
+# AUTOLINK first: a source's own https:// link is matched whole (and kept) before the loose
+# forms could match inside it.
+ADDRESS = re.compile(f"{AUTOLINK.pattern}|{LOOSE_ADDRESS.pattern}", re.I)
 HTML_TAG = re.compile(r"</?[A-Za-z!][^>]*>")
 # Citation-like brackets the checker would not see: "[ 9 ]", "[^12]", "[1-8]", "[1000]".
 LOOSE_CITE = re.compile(r"\[\^?\s*(\d{1,4}(?:\s*[-–,;]\s*\d{1,4})*)\s*\]")
@@ -340,7 +349,7 @@ def sanitize(text: str, allowed_urls: set[str]) -> tuple[str, int, int]:
     text = MD_LINK.sub(link, text)
     text = LINK_OPENER.sub(opener, text)
     text = LINK_DEFINITION.sub(definition, text)
-    text = AUTOLINK.sub(address, text)
+    text = ADDRESS.sub(address, text)
     # Whatever angle brackets remain are shown, never interpreted.
     text = text.replace("<", "&lt;").replace(">", "&gt;")
     return text, removed_links, html
