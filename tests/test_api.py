@@ -245,19 +245,16 @@ def test_limiter_refuses_beyond_the_queue() -> None:
     limiter = Limiter(concurrency=1, queue_size=1)
 
     async def scenario() -> None:
-        async with limiter.slot():
-            waiting = asyncio.create_task(_hold(limiter))
-            await asyncio.sleep(0.01)
-            assert limiter.waiting == 1
-            with pytest.raises(AssistantError) as busy:
-                limiter.check()
-            assert busy.value.status == 429
+        await limiter.acquire()
+        waiting = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.01)
+        assert limiter.waiting == 1
+        with pytest.raises(AssistantError) as busy:
+            limiter.check()
+        assert busy.value.status == 429
+        limiter.release()
         await waiting
+        limiter.release()
         limiter.check()  # free again
 
     asyncio.run(scenario())
-
-
-async def _hold(limiter: Limiter) -> None:
-    async with limiter.slot():
-        pass

@@ -360,11 +360,12 @@ class ApiRouteGuard:
                 allowed = [m for m in HTTP_METHODS if served(m)]
                 if allowed:
                     await _answer(scope, receive, send, 405,
-                                  f"method {scope['method']} is not allowed here",
+                                  "this method is not allowed here",
                                   headers={"Allow": ", ".join(allowed)})
                     return
                 if scope["path"].startswith("/v1"):
-                    await _answer(scope, receive, send, 404, f"no API path {scope['path']!r}",
+                    # The path is not echoed back: nothing the client sent comes back in errors.
+                    await _answer(scope, receive, send, 404, "no such API path",
                                   hint="see /api/docs")
                     return
         await self.app(scope, receive, send)
