@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
@@ -217,22 +217,23 @@ class ApiAuth:
                                       headers={"WWW-Authenticate": "Bearer" if self.token
                                                else 'Basic realm="paper-assistant"'})
 
-    def dependency(self) -> Callable[..., None]:
-        """The FastAPI dependency; it declares the accepted scheme in the OpenAPI schema."""
+    def dependency(self) -> Callable[..., Awaitable[None]]:
+        """The FastAPI dependency; it declares the accepted scheme in the OpenAPI schema. Async:
+        a header check needs no worker thread."""
         if self.token:
-            def bearer(request: Request, _: Annotated[Any, Security(BEARER)] = None) -> None:
+            async def bearer(request: Request, _: Annotated[Any, Security(BEARER)] = None) -> None:
                 if not self.accepts(request):
                     raise self.refusal()
 
             return bearer
         if self.basic:
-            def basic(request: Request, _: Annotated[Any, Security(BASIC)] = None) -> None:
+            async def basic(request: Request, _: Annotated[Any, Security(BASIC)] = None) -> None:
                 if not self.accepts(request):
                     raise self.refusal()
 
             return basic
 
-        def open_to_all() -> None:
+        async def open_to_all() -> None:
             return None
 
         return open_to_all

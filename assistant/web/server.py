@@ -376,7 +376,7 @@ def add_api_docs(app: FastAPI, settings: Settings, auth: ApiAuth, session: UiSes
     """/api/openapi.json, and /api/docs with Swagger UI's files from the swagger-ui-bundle wheel
     (nothing from the internet); both need the API's credentials or a signed-in UI session."""
 
-    def allowed(request: Request) -> None:
+    async def allowed(request: Request) -> None:
         if not (auth.accepts(request) or session.signed_in(request)):
             raise auth.refusal()
 
