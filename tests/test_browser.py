@@ -165,3 +165,45 @@ def test_markup_in_the_corpus_and_the_question_stays_inert(page: Any, tmp_path: 
         page.wait_for_timeout(500)  # give any injected handler the chance to run
         assert page.evaluate("() => window.__pwned") is None
         assert page.errors == []
+
+
+def test_signed_in_ui_and_api_docs_work_under_the_security_headers(page: Any, tmp_path: Path) -> None:
+    """With UI auth on: the login page, signing in, an answer, the map and /api/docs (Swagger UI
+    from the bundled wheel) all work under the app's Content-Security-Policy, with no policy
+    violation and nothing fetched from elsewhere."""
+    records = [{"title": t, "abstract": a} for t, a in make_papers(12)]
+    corpus = write_jsonl(tmp_path / "papers.jsonl", records)
+    settings = make_settings(tmp_path / "store", embed_backend="hash", corpus_paths=[corpus],
+                             ui_auth="ada:lovelace")
+    ingest(settings, progress=False)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
+    page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                         "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+    with BackgroundServer(create_app(settings)) as server:
+        response = page.goto(server.url)
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert not any(r["title"] in page.content() for r in records)  # the login page: no corpus
+        inputs = page.locator("input")
+        inputs.first.wait_for(timeout=TIMEOUT)
+        inputs.nth(0).fill("ada")
+        inputs.nth(1).fill("lovelace")
+        page.get_by_role("button", name="Login").click()
+        ask(page, "Which study is about cardiac segmentation?")
+        page.wait_for_function(
+            "() => /Sources|does not seem to cover/.test(document.querySelector('#pa-chat').innerText)",
+            timeout=TIMEOUT)
+        page.get_by_role("tab", name="Map").click()
+        page.wait_for_function(
+            "() => { const p = document.querySelector('#pa-map .js-plotly-plot'); return p && p.data; }",
+            timeout=TIMEOUT)
+        assert page.evaluate("() => window.__csp") == []
+
+        page.goto(server.url + "api/docs")  # the signed-in session may read the docs
+        page.locator(".swagger-ui .opblock").first.wait_for(timeout=TIMEOUT)
+        assert page.locator(".swagger-ui .opblock").count() >= 6
+        assert page.evaluate("() => window.__csp") == []
+        assert [m for m in console if "Content Security Policy" in m] == []
+        assert page.errors == []
+        outside = [u for u in page.requested if not u.startswith((server.url, "data:", "blob:"))]
+        assert outside == []
