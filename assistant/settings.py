@@ -187,7 +187,10 @@ class Settings(BaseSettings):
         "it is the only credential the API accepts."
     )
     max_question_chars: int = Field(2_000, ge=10, description="Longest question accepted.")
-    max_turns: int = Field(40, ge=1, description="Most messages of a conversation accepted.")
+    max_turns: int = Field(
+        40, ge=1, description="Most messages of a conversation accepted: in the API every message "
+        "of a request counts (system and tool messages, and the question, too)."
+    )
     max_body_bytes: int = Field(
         256 * 1024, ge=1024, description="Largest HTTP request body accepted."
     )
@@ -195,9 +198,6 @@ class Settings(BaseSettings):
     queue_size: int = Field(64, ge=1, description="Requests allowed to wait in the queue.")
 
     # --- hardening (issue 17; see docs/SECURITY.md) ---------------------------------------
-    max_system_messages: int = Field(
-        8, ge=0, description="Most system/developer messages accepted in one chat request."
-    )
     busy_retry_after: int = Field(
         2, ge=1, description="Seconds a client refused for load (HTTP 429) is told to wait "
         "(Retry-After)."
