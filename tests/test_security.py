@@ -14,6 +14,7 @@ import contextlib
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,3 +303,26 @@ def test_a_slot_is_held_until_the_work_ends_even_when_the_request_is_gone() -> N
         assert await limiter.run(lambda: "next") == "next"
 
     asyncio.run(scenario())
+
+
+
+def test_the_end_of_the_work_is_seen_only_once_its_slot_is_free() -> None:
+    """Starlette's TestClient runs each request on an event loop of its own, closed once the
+    response is sent: a slot freed by a callback scheduled after the response could end would be
+    lost for good (a busy CI machine lost all four, and the suite hung). So the slot is freed in
+    the same loop callback that lets the request see its work end."""
+    limiter = Limiter(concurrency=1, queue_size=1)
+    seen: list[int] = []
+
+    async def scenario() -> None:
+        ended = asyncio.Event()
+
+        def done() -> None:
+            seen.append(limiter.active)
+            ended.set()
+
+        await limiter.start(lambda: time.sleep(0.05), done)
+        await ended.wait()
+
+    asyncio.run(scenario())
+    assert seen == [0]

@@ -286,16 +286,24 @@ class Limiter:
         self.active -= 1
         self._semaphore.release()
 
-    async def start(self, work: Callable[[], None], name: str = "api-answer") -> None:
-        """Wait for a slot, then run `work` in a new thread that holds the slot until it returns."""
+    async def start(self, work: Callable[[], None], done: Callable[[], None] | None = None,
+                    name: str = "api-answer") -> None:
+        """Wait for a slot, then run `work` in a new thread that holds the slot until it returns.
+        `done` runs on the event loop after the slot is freed, in the same callback, so whoever
+        waits for it never sees the work end before the slot is free again."""
         await self.acquire()
         loop = asyncio.get_running_loop()
+
+        def finish() -> None:
+            self.release()
+            if done is not None:
+                done()
 
         def run() -> None:
             try:
                 work()
             finally:
-                _in_loop(loop, self.release)
+                _in_loop(loop, finish)
 
         try:
             threading.Thread(target=run, name=name, daemon=True).start()
@@ -307,26 +315,25 @@ class Limiter:
         """fn(*args, **kwargs) in a worker thread under a slot; the slot is freed when fn returns,
         even if the request awaiting it was cancelled meanwhile."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[T] = loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if done.done():  # the caller went away
-                return
-            if error is not None:
-                done.set_exception(error)
-            else:
-                done.set_result(result)
+        future: asyncio.Future[T] = loop.create_future()
+        outcome: dict[str, Any] = {}
 
         def work() -> None:
             try:
-                result = fn(*args, **kwargs)
+                outcome["result"] = fn(*args, **kwargs)
             except BaseException as exc:
-                _in_loop(loop, settle, None, exc)
-            else:
-                _in_loop(loop, settle, result, None)
+                outcome["error"] = exc
 
-        await self.start(work)
-        return await done
+        def settle() -> None:
+            if future.done():  # the caller went away
+                return
+            if "error" in outcome:
+                future.set_exception(outcome["error"])
+            else:
+                future.set_result(outcome["result"])
+
+        await self.start(work, settle)
+        return await future
 
 
 # --- request models ---------------------------------------------------------------------------
@@ -515,10 +522,10 @@ async def start_answer(engine: Engine, limiter: Limiter, question: str, history:
     events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     stop = threading.Event()
 
-    def produce() -> None:
-        def put(kind: str, value: Any) -> None:
-            _in_loop(loop, events.put_nowait, (kind, value))
+    def put(kind: str, value: Any) -> None:
+        _in_loop(loop, events.put_nowait, (kind, value))
 
+    def produce() -> None:
         try:
             for event in engine.stream(question, history, **options):
                 if stop.is_set():  # the client left: stop at the next event
@@ -529,10 +536,9 @@ async def start_answer(engine: Engine, limiter: Limiter, question: str, history:
         except Exception as exc:
             log.exception("answering failed")
             put("error", AssistantError(f"internal error: {type(exc).__name__}", status=500))
-        finally:
-            put("end", None)
 
-    await limiter.start(produce, "api-stream")
+    # "end" is queued with the slot's release: the stream ends only once its slot is free.
+    await limiter.start(produce, lambda: events.put_nowait(("end", None)), "api-stream")
     return events, stop
 
 
@@ -552,10 +558,10 @@ async def stream_events(events: asyncio.Queue[tuple[str, Any]], stop: threading.
                 continue
             if kind == "end":
                 break
-            if kind == "error":
+            if kind == "error":  # then "end" follows (with the slot's release)
                 exc: AssistantError = value
                 yield f"data: {json.dumps(error_body(str(exc), exc.status, hint=exc.hint))}\n\n"
-                break
+                continue
             if isinstance(value, Answer):
                 delta = tracker.final(value.answer)
                 if delta:
