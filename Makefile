@@ -1,5 +1,6 @@
 # Two entry points on a fresh clone: `make run` (install + start the app on the bundled corpus)
-# and `make test` (install + the whole test suite). Everything goes into .venv/.
+# and `make test` (install + the whole test suite); `make test-fast` is the quick subset to run
+# while working. Everything goes into .venv/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install install-dev run test lint bench browser clean-store
+.PHONY: install install-dev run test test-fast quality lint bench browser clean-store
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,19 @@ run: install
 
 test: install-dev browser
 	$(VENV)/bin/pytest -q
+	$(MAKE) --no-print-directory quality
+
+# Answer quality on the tune half of the blind question set against its floors (a drop beyond the
+# floors file's tolerance fails); the locked half is only scored to report (bench/blind_report.py).
+quality: install-dev
+	$(VENV)/bin/assistant ingest --store build/quality-store >/dev/null
+	$(VENV)/bin/assistant eval --qa tests/data/blind/tune.jsonl --store build/quality-store \
+		--mode extractive --check bench/quality_floor.json
+
+# No end-to-end, browser or model tests, none that needs the real-model corpus store, none slower
+# than a few seconds (markers `slow` and `corpus`, see pyproject.toml and tests/conftest.py).
+test-fast: install-dev
+	$(VENV)/bin/pytest -q -m "not slow and not corpus"
 
 lint: install-dev
 	$(VENV)/bin/ruff check assistant tests bench app.py

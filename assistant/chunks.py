@@ -7,7 +7,11 @@ from functools import lru_cache
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
-from assistant.corpus import Paper
+from assistant.corpus import Paper, bibliographic_meta
+
+# Everything but the title stays out of embeddings, BM25 and prompts.
+HIDDEN_KEYS = ["paper_id", "chunk_index", "n_chunks", "paper_hash", "url", "authors", "year", "venue",
+               "doi", "arxiv_id", "pmid", "collections"]
 
 
 @lru_cache(maxsize=8)
@@ -38,10 +42,13 @@ def chunk_paper(paper: Paper, chunk_size: int, chunk_overlap: int) -> list[TextN
                 "n_chunks": len(pieces),
                 "paper_hash": paper.content_hash,
                 "url": paper.link,
+                # On every chunk, so that the dense search filters with a Chroma `where` and the
+                # lexical side reads them from the BM25 corpus it already holds.
+                **bibliographic_meta(paper),
             },
             # Only the title travels with the text into embeddings and prompts.
-            excluded_embed_metadata_keys=["paper_id", "chunk_index", "n_chunks", "paper_hash", "url"],
-            excluded_llm_metadata_keys=["paper_id", "chunk_index", "n_chunks", "paper_hash", "url"],
+            excluded_embed_metadata_keys=list(HIDDEN_KEYS),
+            excluded_llm_metadata_keys=list(HIDDEN_KEYS),
         )
         # The paper is the chunk's source document, so the store can delete a paper's chunks at once.
         node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=paper.id)

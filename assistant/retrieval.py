@@ -21,10 +21,14 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from assistant.chunks import chunk_id as make_chunk_id
 from assistant.conditions import default_lexicon
 from assistant.embedding import Embedder, LlamaIndexEmbedding
+from assistant.errors import FilterError
+from assistant.filters import Filters, MetadataIndex, chroma_where
+from assistant.fitted import fitted_params
 from assistant.lexical import VerbatimIndex, Vocabulary, load_bm25
 from assistant.settings import Settings
-from assistant.store import PaperStore
+from assistant.store import METADATA_VERSION, PaperStore
 from assistant.titles import TOKEN, EntityMatch, TitleIndex, is_namelike
+from assistant.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,13 @@ COMPARE = re.compile(
     r"similarit\w*|same as|against|both)\b",
     re.IGNORECASE,
 )
+# An explicit request to compare, where the papers may be described rather than named.
+EXPLICIT_COMPARE = re.compile(r"\b(compar\w*|vs\.?|versus|differ\w*|difference|contrast\w*)\b", re.I)
+# Papers of a described part's fused ranking that its description is compared with.
+DESCRIBED_POOL = 5
+# Where a comparison question separates the things it compares.
+COMPARE_SPLIT = re.compile(r"\s*(?:\b(?:and|vs\.?|versus|with|against|between)\b|[,;:?]|\bto\b(?= the\b))\s*",
+                           re.I)
 LIST = re.compile(
     r"^\s*(which|what|list|name|find|show|are there|give me)\b.{0,40}\b(papers?|studies|works?|"
     r"methods|models|approaches|articles|systems|benchmarks|datasets|surveys)\b"
@@ -60,6 +71,10 @@ class PaperHit:
     score: float
     passages: list[Passage] = field(default_factory=list)
     named: bool = False  # the question names this paper
+    # The paper's rank (1 = first) in each retriever's own ranking ("dense", "bm25", "literal",
+    # "phrase"), absent where that retriever did not find it: evidence for the relevance decision.
+    ranks: dict[str, int] = field(default_factory=dict)
+    bm25: float = 0.0  # best BM25 score of its chunks
 
     @property
     def best_similarity(self) -> float:
@@ -77,6 +92,17 @@ class RetrievalResult:
     entities: list[EntityMatch] = field(default_factory=list)
     query_vector: np.ndarray | None = None
     unknown_condition: str | None = None  # a disease the question names and the corpus never does
+    filters: Filters | None = None  # the filters retrieval applied, where any
+
+
+@dataclass
+class Candidates:
+    """What each retriever found for one question, before fusion."""
+
+    nodes: dict[str, TextNode] = field(default_factory=dict)
+    rankings: dict[str, list[str]] = field(default_factory=dict)  # retriever -> chunk ids, best first
+    similarity: dict[str, float] = field(default_factory=dict)  # chunk id -> cosine with the question
+    bm25: dict[str, float] = field(default_factory=dict)  # chunk id -> BM25 score
 
 
 def classify(question: str, n_entities: int) -> QuestionKind:
@@ -216,6 +242,7 @@ class HybridRetriever:
             index = VectorStoreIndex.from_vector_store(
                 self.store.vector_store, embed_model=LlamaIndexEmbedding(self.embedder)
             )
+            self.index = index
             self.dense = index.as_retriever(similarity_top_k=self.settings.dense_candidates)
             self.bm25 = load_bm25(self.store, self.settings.bm25_dir, self.settings.bm25_candidates)
             self.vocabulary = Vocabulary(self.bm25)
@@ -227,6 +254,9 @@ class HybridRetriever:
             # store instead costs seconds per 100k papers.
             titles, texts = self.verbatim.papers()
             self.titles = TitleIndex(titles, texts, self.settings.alias_max_mention_share)
+            # The chunks' metadata, in BM25's order, for filters (no store scan either).
+            self.metadata = MetadataIndex(self.verbatim.entries or [])
+            self.metadata_version = self.store.metadata_version
             self.chunk_count = self.store.count_chunks()
             self._names: dict[tuple[str, float], list[EntityMatch]] = {}
             self.generation = self.store.generation
@@ -245,58 +275,34 @@ class HybridRetriever:
         return list(names)
 
     def retrieve(self, question: str, k: int | None = None, *, kind: QuestionKind | None = None,
-                 extra_paper_ids: list[str] | None = None) -> RetrievalResult:
+                 extra_paper_ids: list[str] | None = None,
+                 filters: Filters | None = None) -> RetrievalResult:
+        """The k best papers for the question. With `filters`, every side searches only the papers
+        that match them (dense: a Chroma `where`; BM25: a weight mask over its corpus; verbatim and
+        named papers: the same set), so k papers come back whenever k papers match; no paper
+        matching raises AssistantError."""
         entities = self.resolve_names(question)
+        if len(entities) < 2 and not extra_paper_ids and EXPLICIT_COMPARE.search(question):
+            entities += self.described_targets(question, entities)
         kind = kind or classify(question, len(entities))
         k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
-        query_vector = self.embedder.embed([question])[0]
+        scope = self._filter_scope(filters) if filters else None
+        allowed = scope[0] if scope else None
+        if allowed is not None:
+            entities = [e for e in entities if e.paper_id in allowed]
+            extra_paper_ids = [pid for pid in extra_paper_ids or [] if pid in allowed]
+        with span("retrieval.embed"):
+            query_vector = self.embedder.embed([question])[0]
         bundle = QueryBundle(query_str=question, embedding=query_vector.tolist())
 
-        has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
-        dense_hits = self.dense.retrieve(bundle) if has_chunks else []
-        bm25_hits = self._bm25(bundle)
-        by_id: dict[str, NodeWithScore] = {}
-        similarity: dict[str, float] = {}
-        for hit in dense_hits:
-            by_id[hit.node.node_id] = hit
-            # llama-index's Chroma store reports exp(-cosine distance); recover the cosine.
-            similarity[hit.node.node_id] = 1.0 + math.log(max(hit.score or 1e-9, 1e-9))
-        for hit in bm25_hits:
-            by_id.setdefault(hit.node.node_id, hit)
-        rankings = [[h.node.node_id for h in dense_hits], [h.node.node_id for h in bm25_hits]]
-        weights = [1.0, 1.0]
-        literal = self._literal(question, query_vector)
-        phrases = self._phrases(question, query_vector)
-        for found, weight in ((literal, self.settings.literal_weight),
-                              (phrases, self.settings.phrase_weight)):
-            for node_id, (node, sim) in found.items():
-                if node_id not in by_id:
-                    by_id[node_id] = NodeWithScore(node=node, score=None)
-                similarity.setdefault(node_id, sim)
-            if found:
-                rankings.append(sorted(found, key=lambda i, f=found: f[i][1], reverse=True))
-                weights.append(weight)
-        fused = rrf(rankings, self.settings.rrf_k, weights)
-
-        papers: dict[str, PaperHit] = {}
-        for chunk_id in sorted(fused, key=fused.__getitem__, reverse=True):
-            node = by_id[chunk_id].node
-            pid = str(node.metadata.get("paper_id"))
-            hit = papers.get(pid)
-            if hit is None:
-                hit = papers[pid] = PaperHit(pid, str(node.metadata.get("title", "")),
-                                             str(node.metadata.get("url", "")), 0.0)
-            if len(hit.passages) < self.settings.max_chunks_per_paper:
-                hit.passages.append(Passage(chunk_id, node.get_content(), fused[chunk_id],
-                                            similarity.get(chunk_id)))
-        for hit in papers.values():
-            # A paper's score: its best chunk, plus half its second (abstracts have few chunks).
-            scores = sorted((p.score for p in hit.passages), reverse=True)
-            hit.score = scores[0] + (0.5 * scores[1] if len(scores) > 1 else 0.0)
+        candidates = self.candidates(question, bundle, query_vector, scope)
+        papers = self.fuse(candidates, self.fusion_weights(kind))
+        similarity = candidates.similarity
 
         named_ids = [e.paper_id for e in entities] + list(extra_paper_ids or [])
-        for pid in dict.fromkeys(named_ids):
-            papers[pid] = self._named_hit(pid, query_vector, papers.get(pid))
+        with span("retrieval.named", papers=len(set(named_ids))):
+            for pid in dict.fromkeys(named_ids):
+                papers[pid] = self._named_hit(pid, query_vector, papers.get(pid))
 
         ranked = sorted(papers.values(), key=lambda h: (h.named, h.score), reverse=True)
         n_named = sum(1 for h in ranked if h.named)
@@ -305,7 +311,135 @@ class HybridRetriever:
         unknown = None if named_ids else self.unknown_condition(question)
         covered = bool(named_ids) or (unknown is None and self._covered(question, best))
         return RetrievalResult(question, kind, ranked, covered, best, entities, query_vector,
-                               unknown_condition=unknown)
+                               unknown_condition=unknown, filters=filters or None)
+
+    def _filter_scope(self, filters: Filters) -> tuple[set[str], np.ndarray, dict | None]:
+        """The papers the filters allow, BM25's chunk mask and the dense side's `where`."""
+        if self.metadata_version < METADATA_VERSION:
+            raise FilterError(
+                f"the store at {self.store.label} was built before paper metadata was kept, so it "
+                "cannot be filtered by year, author, venue, paper or collection",
+                hint="rebuild it with `assistant ingest --rebuild` (unfiltered questions work as before)",
+            )
+        mask = self.metadata.paper_mask(filters)
+        if not mask.any():
+            raise FilterError(
+                f"no paper in the collection matches the filters ({filters.describe()})"
+                + (f", read from the question's words {', '.join(map(repr, filters.phrases))}"
+                   if filters.phrases else ""),
+                hint="widen or remove the filters",
+            )
+        ids = self.metadata.paper_ids(filters)
+        where = chroma_where(filters, ids if filters.restricts_papers else None)
+        return set(ids), mask[self.metadata.chunk_paper], where
+
+    def _dense(self, bundle: QueryBundle, where: dict | None) -> list[NodeWithScore]:
+        if where is None:
+            return self.dense.retrieve(bundle)
+        # Chroma filters before it ranks: the nearest chunks among the matching papers.
+        retriever = self.index.as_retriever(similarity_top_k=self.settings.dense_candidates,
+                                            vector_store_kwargs={"where": where})
+        return retriever.retrieve(bundle)
+
+    def described_targets(self, question: str, entities: list[EntityMatch]) -> list[EntityMatch]:
+        """Papers a comparison identifies by what they did ("compare the nailfold capillary
+        dataset paper with MedVAE"): each part of the question between the compared things that
+        names no paper and has at least two content words is searched on its own, and its best
+        paper becomes a compared paper."""
+        named_spans = [e.name.lower() for e in entities]
+        found: list[EntityMatch] = []
+        taken = {e.paper_id for e in entities}
+        for part in COMPARE_SPLIT.split(question):
+            part = EXPLICIT_COMPARE.sub(" ", part).strip()
+            words = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9\-]+", part)
+                     if w.lower() not in STOPWORDS and w.lower() not in FRAME]
+            if len(words) < 2 or any(name in part.lower() for name in named_spans):
+                continue
+            vector = self.embedder.embed([part])[0]
+            bundle = QueryBundle(query_str=part, embedding=vector.tolist())
+            papers = self.fuse(self.candidates(part, bundle, vector), self.fusion_weights("factual"))
+            # The part describes one paper: of fusion's first few, the one whose text is closest to
+            # the description (fusion alone favours surveys that share its words).
+            ranked = sorted([h for h in sorted(papers.values(), key=lambda h: h.score, reverse=True)
+                             if h.paper_id not in taken][:DESCRIBED_POOL],
+                            key=lambda h: h.best_similarity, reverse=True)
+            if ranked and len(entities) + len(found) < 2:
+                best = ranked[0]
+                found.append(EntityMatch(part, best.paper_id, best.title, exact=False))
+                taken.add(best.paper_id)
+        return found if len(entities) + len(found) >= 2 else []
+
+    def candidates(self, question: str, bundle: QueryBundle, query_vector: np.ndarray,
+                   scope: tuple[set[str], np.ndarray, dict | None] | None = None) -> Candidates:
+        """Every retriever's ranked chunks for the question, before fusion; with a filter `scope`
+        (_filter_scope), each searches only the papers it allows."""
+        allowed, chunk_mask, where = scope if scope else (None, None, None)
+        has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
+        with span("retrieval.dense"):
+            dense_hits = self._dense(bundle, where) if has_chunks else []
+        with span("retrieval.bm25"):
+            bm25_hits = self._bm25(bundle, chunk_mask)
+        found = Candidates()
+        for hit in dense_hits:
+            found.nodes[hit.node.node_id] = hit.node
+            # llama-index's Chroma store reports exp(-cosine distance); recover the cosine.
+            found.similarity[hit.node.node_id] = 1.0 + math.log(max(hit.score or 1e-9, 1e-9))
+        for hit in bm25_hits:
+            found.nodes.setdefault(hit.node.node_id, hit.node)
+            found.bm25[hit.node.node_id] = float(hit.score or 0.0)
+        found.rankings["dense"] = [h.node.node_id for h in dense_hits]
+        found.rankings["bm25"] = [h.node.node_id for h in bm25_hits]
+        with span("retrieval.literal"):
+            literal = self._literal(question, query_vector)
+        with span("retrieval.phrases"):
+            phrases = self._phrases(question, query_vector)
+        if allowed is not None:  # a chunk id is "<paper id>-<index>" (chunks.chunk_id)
+            literal = {c: v for c, v in literal.items() if c.rsplit("-", 1)[0] in allowed}
+            phrases = {c: v for c, v in phrases.items() if c.rsplit("-", 1)[0] in allowed}
+        for name, sub in (("literal", literal), ("phrase", phrases)):
+            for node_id, (node, sim) in sub.items():
+                found.nodes.setdefault(node_id, node)
+                found.similarity.setdefault(node_id, sim)
+            if sub:
+                found.rankings[name] = sorted(sub, key=lambda i, f=sub: f[i][1], reverse=True)
+        return found
+
+    def fusion_weights(self, kind: QuestionKind) -> dict[str, float]:
+        """Per-retriever fusion weights for a kind of question: fitted on the tune split
+        (bench/fit_answers.py) where the fitted file has them, else the settings'."""
+        fitted = fitted_params().get("fusion", {}).get(kind)
+        if fitted:
+            return {name: float(w) for name, w in fitted.items()}
+        return {"dense": 1.0, "bm25": 1.0, "literal": self.settings.literal_weight,
+                "phrase": self.settings.phrase_weight}
+
+    def fuse(self, found: Candidates, weights: dict[str, float]) -> dict[str, PaperHit]:
+        """Weighted reciprocal-rank fusion of the chunk rankings, grouped by paper."""
+        names = [n for n in found.rankings if weights.get(n, 0.0) > 0]
+        fused = rrf([found.rankings[n] for n in names], self.settings.rrf_k,
+                    [weights[n] for n in names])
+        papers: dict[str, PaperHit] = {}
+        for chunk_id in sorted(fused, key=fused.__getitem__, reverse=True):
+            node = found.nodes[chunk_id]
+            pid = str(node.metadata.get("paper_id"))
+            hit = papers.get(pid)
+            if hit is None:
+                hit = papers[pid] = PaperHit(pid, str(node.metadata.get("title", "")),
+                                             str(node.metadata.get("url", "")), 0.0)
+            if len(hit.passages) < self.settings.max_chunks_per_paper:
+                hit.passages.append(Passage(chunk_id, node.get_content(), fused[chunk_id],
+                                            found.similarity.get(chunk_id)))
+            hit.bm25 = max(hit.bm25, found.bm25.get(chunk_id, 0.0))
+        for hit in papers.values():
+            # A paper's score: its best chunk, plus half its second (abstracts have few chunks).
+            scores = sorted((p.score for p in hit.passages), reverse=True)
+            hit.score = scores[0] + (0.5 * scores[1] if len(scores) > 1 else 0.0)
+        for name, ranking in found.rankings.items():
+            order = dict.fromkeys(str(found.nodes[c].metadata.get("paper_id")) for c in ranking)
+            for rank, pid in enumerate(order, start=1):
+                if pid in papers:
+                    papers[pid].ranks[name] = rank
+        return papers
 
     def unknown_condition(self, question: str) -> str | None:
         """A disease the question names and no paper's words spell ("tuberculosis"): the corpus
@@ -375,14 +509,40 @@ class HybridRetriever:
                 records[cid] = (node, float(sims[i]))
         return {cid: records[cid] for ids in kept for cid in ids if cid in records}
 
-    def _bm25(self, bundle: QueryBundle) -> list[NodeWithScore]:
+    def _bm25(self, bundle: QueryBundle, mask: np.ndarray | None = None) -> list[NodeWithScore]:
         if self.bm25 is None or not re.search(r"\w\w", bundle.query_str):
             return []
         try:
-            return [h for h in self.bm25.retrieve(bundle) if (h.score or 0) > 0]
+            if mask is None:
+                return [h for h in self.bm25.retrieve(bundle) if (h.score or 0) > 0]
+            return [h for h in self._bm25_masked(bundle.query_str, mask) if (h.score or 0) > 0]
         except (ValueError, IndexError) as exc:  # bm25s rejects queries with no known tokens
             log.debug("bm25 skipped: %s", exc)
             return []
+
+    def _bm25_masked(self, query: str, mask: np.ndarray) -> list[NodeWithScore]:
+        """BM25 over the chunks the mask keeps: bm25s zeroes the others' scores before taking the
+        top k, so these are the subset's own best chunks (not the whole corpus's, filtered). The
+        retriever's own mask is an attribute shared by concurrent requests, so bm25s is called
+        directly, as llama-index's BM25Retriever._retrieve does."""
+        import bm25s
+
+        assert self.bm25 is not None
+        retriever = self.bm25
+        tokens = bm25s.tokenize(query, stemmer=retriever.stemmer if not retriever.skip_stemming else None,
+                                token_pattern=retriever.token_pattern, show_progress=False)
+        k = min(retriever.similarity_top_k, len(mask))
+        indexes, scores = retriever.bm25.retrieve(tokens, k=k, show_progress=False,
+                                                  weight_mask=mask.astype(np.float32))
+        hits = []
+        for found, score in zip(indexes[0], scores[0], strict=True):
+            # bm25s answers with the corpus record where it keeps the corpus, else its position.
+            position = (self.verbatim.position.get(str(found.get("node_id")), -1)
+                        if isinstance(found, dict) else int(found))
+            node = self.verbatim.node(self.verbatim.ids[position]) if position >= 0 else None
+            if node is not None and mask[position]:
+                hits.append(NodeWithScore(node=node, score=float(score)))
+        return hits
 
     def _named_hit(self, pid: str, query_vector: np.ndarray, hit: PaperHit | None) -> PaperHit:
         """A per-entity sub-query: the named paper's own chunks ranked against the question."""
@@ -400,7 +560,8 @@ class HybridRetriever:
                     for i in order]
         score = hit.score if hit else 0.0
         return PaperHit(pid, str(meta.get("title", "")), str(meta.get("url", "")), score,
-                        passages, named=True)
+                        passages, named=True, ranks=hit.ranks if hit else {},
+                        bm25=hit.bm25 if hit else 0.0)
 
     def _paper_chunks(self, pid: str) -> dict:
         """A paper's chunks with documents, metadatas and embeddings. By id (the paper record says

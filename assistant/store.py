@@ -25,7 +25,8 @@ import numpy as np
 from llama_index.core.schema import BaseNode, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-from assistant.corpus import Paper
+from assistant import manifest
+from assistant.corpus import Paper, bibliographic_meta, split_collections
 from assistant.embedding import embedder_id
 from assistant.errors import StoreError
 from assistant.settings import Settings
@@ -33,6 +34,10 @@ from assistant.settings import Settings
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# Version 2: chunks and papers carry bibliographic metadata (authors, int year, venue, ids,
+# collections) that filters read. Stores written before it open and answer as before; filtering
+# one asks for a rebuild. Not part of the compatibility check for that reason.
+METADATA_VERSION = 2
 PAGE = 2_000  # records per Chroma get() page, to bound memory on large stores
 
 
@@ -44,8 +49,38 @@ class PaperRecord:
     url: str
     links: tuple[str, ...]
     source: str
-    authors: str = ""
+    authors: str = ""  # names joined by "; "
     year: str = ""
+    venue: str = ""
+    doi: str = ""
+    arxiv_id: str = ""
+    pmid: str = ""
+    keywords: str = ""  # joined by "; "
+    collections: tuple[str, ...] = ()
+
+    @property
+    def author_list(self) -> list[str]:
+        return [a.strip() for a in self.authors.split(";") if a.strip()]
+
+    @property
+    def keyword_list(self) -> list[str]:
+        return [k.strip() for k in self.keywords.split(";") if k.strip()]
+
+    def metadata(self) -> dict[str, Any]:
+        """The bibliographic fields, for JSON output."""
+        return {"authors": self.author_list, "year": int(self.year) if self.year.isdigit() else None,
+                "venue": self.venue, "doi": self.doi, "arxiv_id": self.arxiv_id, "pmid": self.pmid,
+                "url": self.url, "keywords": self.keyword_list, "collections": list(self.collections)}
+
+
+@dataclass(frozen=True)
+class StoredKeys:
+    """What an ingest needs to know of a stored paper: its hash, identifiers and collections."""
+
+    paper_hash: str
+    title: str
+    identifiers: tuple[tuple[str, str], ...]
+    collections: tuple[str, ...]
 
 
 def expected_manifest(settings: Settings) -> dict[str, Any]:
@@ -254,9 +289,27 @@ class PaperStore:
         if current.get("ef_search") != self.settings.hnsw_ef_search:
             self.chunks.modify(configuration={"hnsw": {"ef_search": self.settings.hnsw_ef_search}})
 
+    @property
+    def metadata_version(self) -> int:
+        """METADATA_VERSION for a store written with bibliographic metadata (or still empty),
+        1 for one written before."""
+        manifest = self.manifest
+        if "embed_model" not in manifest:
+            return METADATA_VERSION
+        return int(manifest.get("metadata_version", 1))
+
     def set_manifest(self, *, generation: int, dirty: bool) -> None:
-        metadata = {**expected_manifest(self.settings), "generation": generation, "dirty": dirty}
+        current = self.manifest
+        version = current.get("metadata_version")
+        if version is None:  # an old store keeps saying it is old; a new one starts current
+            empty = self.count_papers() == 0 and self.count_chunks() == 0
+            version = METADATA_VERSION if empty else 1
+        metadata = {**expected_manifest(self.settings), "generation": generation, "dirty": dirty,
+                    "metadata_version": version}
         self.chunks.modify(metadata=metadata)
+        if not self.settings.chroma_url:  # the copy `assistant status` reads (manifest.py)
+            manifest.save(self.settings.store_dir, {**metadata, "papers": self.count_papers(),
+                                                    "chunks": self.count_chunks()})
 
     # --- reads ----------------------------------------------------------------------------
     def count_chunks(self) -> int:
@@ -275,11 +328,21 @@ class PaperStore:
             offset += len(page["ids"])
 
     def paper_hashes(self) -> dict[str, str]:
-        hashes: dict[str, str] = {}
+        return self._paper_field("paper_hash")
+
+    def paper_keys(self) -> dict[str, StoredKeys]:
+        """Every stored paper's hash, identifiers (DOI, arXiv id, PMID) and collections."""
+        keys: dict[str, StoredKeys] = {}
         for page in self._pages(self.papers, ["metadatas"]):
             for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
-                hashes[pid] = str((meta or {}).get("paper_hash", ""))
-        return hashes
+                meta = meta or {}
+                ids = (("DOI", str(meta.get("doi", "")).lower()),
+                       ("arXiv id", str(meta.get("arxiv_id", "")).lower()),
+                       ("PMID", str(meta.get("pmid", ""))))
+                keys[pid] = StoredKeys(str(meta.get("paper_hash", "")), str(meta.get("title", "")),
+                                       tuple((k, v) for k, v in ids if v),
+                                       split_collections(meta.get("collections", "")))
+        return keys
 
     def chunk_paper_ids(self) -> set[str]:
         ids: set[str] = set()
@@ -288,11 +351,15 @@ class PaperStore:
         return ids
 
     def paper_titles(self) -> dict[str, str]:
-        titles: dict[str, str] = {}
+        return self._paper_field("title")
+
+    def _paper_field(self, name: str) -> dict[str, str]:
+        """paper id -> one metadata field of its paper record."""
+        values: dict[str, str] = {}
         for page in self._pages(self.papers, ["metadatas"]):
             for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
-                titles[pid] = str((meta or {}).get("title", ""))
-        return titles
+                values[pid] = str((meta or {}).get(name, ""))
+        return values
 
     def get_papers(self, ids: Sequence[str]) -> dict[str, PaperRecord]:
         if not ids:
@@ -379,8 +446,8 @@ def _paper_meta(paper: Paper, n_chunks: int) -> dict[str, Any]:
         "url": paper.link,
         "links": " ".join(paper.links),
         "source": paper.source,
-        "authors": paper.authors,
-        "year": paper.year,
+        "keywords": paper.keywords,
+        **bibliographic_meta(paper),
     }
 
 
@@ -395,6 +462,12 @@ def _record(pid: str, doc: str | None, meta: dict | None) -> PaperRecord:
         source=str(meta.get("source", "")),
         authors=str(meta.get("authors", "")),
         year=str(meta.get("year", "")),
+        venue=str(meta.get("venue", "")),
+        doi=str(meta.get("doi", "")),
+        arxiv_id=str(meta.get("arxiv_id", "")),
+        pmid=str(meta.get("pmid", "")),
+        keywords=str(meta.get("keywords", "")),
+        collections=split_collections(meta.get("collections", "")),
     )
 
 

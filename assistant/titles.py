@@ -54,12 +54,13 @@ def _compact(text: str) -> str:
     return re.sub(r"[^a-z0-9+]", "", text.lower())
 
 
-def _alias_pattern(alias: str) -> re.Pattern[str]:
+def _alias_pattern(alias: str, case_sensitive: bool = False) -> re.Pattern[str]:
     parts = re.findall(r"[A-Za-z0-9]+|\+", alias)
     body = ""
     for part in parts:
         body += re.escape(part) if part == "+" else (r"[\s\-_./]*" if body else "") + re.escape(part)
-    return re.compile(rf"(?<![A-Za-z0-9+]){body}(?![A-Za-z0-9+])", re.IGNORECASE)
+    return re.compile(rf"(?<![A-Za-z0-9+]){body}(?![A-Za-z0-9+])",
+                      0 if case_sensitive else re.IGNORECASE)
 
 
 def near_miss_words(question: str) -> list[re.Match[str]]:
@@ -68,6 +69,28 @@ def near_miss_words(question: str) -> list[re.Match[str]]:
     return [m for m in TOKEN.finditer(question)
             if len(_compact(m.group(0))) >= 5 and normalize_title(m.group(0)) not in GENERIC
             and (is_namelike(m.group(0)) or m.group(0)[0].isupper())]
+
+
+# Where prose introduces a name: "we propose X", "called X", "termed X", "(X)" after the words it
+# abbreviates. Conventions of scientific English, not of any one corpus.
+INTRODUCED = re.compile(
+    r"\b(?:propose[sd]?|present(?:s|ed)?|introduce[sd]?|develop(?:s|ed)?|name[sd]?|call(?:s|ed)?|"
+    r"term(?:s|ed)?|dub(?:s|bed)?|coin(?:s|ed)?|release[sd]?|build|built|design(?:s|ed)?)\b"
+    r"(?:\s+(?:a|an|the|our|new|novel|first|here|this|we|it|as|model|framework|method|dataset|"
+    r"benchmark|system|approach|network|architecture|pipeline|agent|tool|suite|family|series|"
+    r"of|for|called|named|termed|dubbed)\b[,]?){0,4}\s+(?P<a>[A-Za-z][A-Za-z0-9\-+]*[A-Za-z0-9+])"
+    r"|\((?P<b>[A-Za-z][A-Za-z0-9\-+]*[A-Za-z0-9+])\)"
+)
+
+
+def introduced_names(text: str) -> set[str]:
+    """Name-like words (MeWM, UniT, M-SYNTH) that a paper's text introduces as its own names."""
+    names = set()
+    for match in INTRODUCED.finditer(text):
+        name = match.group("a") or match.group("b")
+        if name and is_namelike(name) and len(_compact(name)) >= 3:
+            names.add(name)
+    return names
 
 
 def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
@@ -86,6 +109,27 @@ def _mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
     return counts
 
 
+def _lowercase_words(texts: Mapping[str, str], wanted: set[str]) -> set[str]:
+    """The words of `wanted` that some text writes in lower case (ordinary words)."""
+    found: set[str] = set()
+    for text in texts.values():
+        found |= wanted & set(re.findall(r"\b[a-z][a-z0-9\-+]*", text))
+        if found == wanted:
+            break
+    return found
+
+
+def _exact_mentions(texts: Mapping[str, str], wanted: set[str]) -> dict[str, int]:
+    """How many papers write each word of `wanted` in exactly that capitalisation."""
+    counts: dict[str, int] = defaultdict(int)
+    if not wanted:
+        return counts
+    for text in texts.values():
+        for word in wanted & set(TOKEN.findall(text)):
+            counts[word] += 1
+    return counts
+
+
 class TitleIndex:
     def __init__(self, titles: Mapping[str, str], texts: Mapping[str, str] | None = None,
                  max_mention_share: float = 0.015) -> None:
@@ -98,12 +142,31 @@ class TitleIndex:
         for pid, title in self.titles.items():
             for alias in self._aliases(title):
                 aliases[alias].add(pid)
+        # Names an abstract introduces ("we propose MeWM", "a Unified Model (UniT)"): a paper is
+        # often asked about by the name of its system when the title does not carry it.
+        introduced: set[str] = set()
+        for pid, text in (texts or {}).items():
+            for alias in introduced_names(text) - set(aliases):
+                introduced.add(alias)
+                aliases[alias].add(pid)
         mentions = _mentions(texts, {_compact(a) for a in aliases if " " not in a}) if texts else {}
+        # A capitalised name whose lower-case spelling is an ordinary word of the corpus ("UniT",
+        # "CARE" against "unit", "care") is counted and matched in its own capitalisation only.
+        lower_words = _lowercase_words(texts, {a.lower() for a in aliases if " " not in a}) \
+            if texts else set()
+        self.case_sensitive = {a for a in aliases if a != a.lower() and a.lower() in lower_words}
+        exact = _exact_mentions(texts, self.case_sensitive) if texts else {}
         limit = max(MIN_GENERIC_MENTIONS, max_mention_share * len(texts or ()))
+
+        def mentioned(a: str) -> int:
+            return exact.get(a, 0) if a in self.case_sensitive else mentions.get(_compact(a), 0)
+
+        # A name introduced in an abstract alone must be that paper's own: no other paper says it
+        # (papers also spell out the datasets they use: "Medical Question Answering (MedQA)").
         self.aliases = {
             a: ids for a, ids in aliases.items()
             if len(ids) <= MAX_PAPERS_PER_ALIAS and normalize_title(a) not in GENERIC
-            and mentions.get(_compact(a), 0) <= limit
+            and mentioned(a) <= (len(ids) if a in introduced else limit)
         }
         self._by_compact: dict[str, set[str]] = defaultdict(set)
         self._aliases_by_compact: dict[str, list[str]] = defaultdict(list)
@@ -114,7 +177,10 @@ class TitleIndex:
         self._max_atoms = max((len(ATOM.findall(a)) for a in self.aliases), default=0)
         # Near-miss candidates share three letters in a row, or the first or last two (see _near).
         self._grams: dict[tuple[str, int], list[str]] = defaultdict(list)
-        for key in self._by_compact:
+        # Names from abstracts are matched as written only: a near miss of a dataset's name
+        # ("MedQA") must not turn into another paper's system name ("MedVQA").
+        fuzzy = {_compact(a) for a in self.aliases if a not in introduced}
+        for key in fuzzy:
             for gram in _grams(key):
                 self._grams[(gram, len(key))].append(key)
         # Whole titles, found by their first two words: a question is checked against the few
@@ -133,6 +199,8 @@ class TitleIndex:
         head, sep, _ = title.partition(":")
         if sep and 1 <= len(head.split()) <= 4:
             found.add(head.strip())
+            if re.fullmatch(r"[A-Za-z]\d|\d[A-Za-z]", head.strip()):
+                return found  # "m1: ...": a two-character name only where it heads the title
         for token in TOKEN.findall(title):
             if is_namelike(token):
                 found.add(token)
@@ -196,7 +264,8 @@ class TitleIndex:
                 for alias in self._aliases_by_compact.get(key, ()):
                     pattern = self._patterns.get(alias)
                     if pattern is None:
-                        pattern = self._patterns[alias] = _alias_pattern(alias)
+                        pattern = self._patterns[alias] = _alias_pattern(
+                            alias, alias in self.case_sensitive)
                     if pattern.fullmatch(question, first.start(), atoms[j].end()):
                         found.append((first.start(), alias))
         return found

@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from assistant.testing.oracles import old_verbatim
 from bench.common import (
     ROOT,
     load_dev_questions,
@@ -43,39 +44,13 @@ from bench.common import (
 INCLUDE = ["documents", "metadatas", "embeddings"]
 
 
-def _old_verbatim(r: Any) -> Any:
-    """`HybridRetriever._verbatim` as it was: one Chroma `$contains` read per spelling."""
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-    def verbatim(terms: list[list[str]], query_vector: Any) -> dict[str, Any]:
-        most = max(1, int(r.settings.verbatim_max_paper_share * len(r.titles.titles)))
-        found: dict[str, Any] = {}
-        for spellings in terms:
-            hits: dict[str, Any] = {}
-            for spelling in spellings:
-                got = r.store.chunks.get(where_document={"$contains": spelling},
-                                         limit=r.settings.literal_candidates, include=INCLUDE)
-                if not got["ids"]:
-                    continue
-                sims = np.asarray(got["embeddings"], dtype=np.float32) @ query_vector
-                for i, chunk_id in enumerate(got["ids"]):
-                    node = metadata_dict_to_node(got["metadatas"][i], text=got["documents"][i])
-                    hits[chunk_id] = (node, float(sims[i]))
-            papers = {node.metadata.get("paper_id") for node, _ in hits.values()}
-            if len(papers) <= most:
-                found.update(hits)
-        return found
-
-    return verbatim
-
-
 @contextmanager
 def old_retrieval(engine: Any) -> Iterator[None]:
     """The retrieval paths as they were before issue 7's changes."""
     r = engine.retriever
     saved = (r._verbatim, r._paper_chunks, r.chunk_count, r.resolve_names,
              getattr(engine.embedder, "_single_thread_max", None))
-    r._verbatim = _old_verbatim(r)
+    r._verbatim = old_verbatim(r)
     r._paper_chunks = lambda pid: r.store.chunks.get(where={"paper_id": pid}, include=INCLUDE)
     r.chunk_count = 0  # 0 falls back to counting, as every question did
     r.resolve_names = lambda q, threshold=None: r.titles.resolve(
@@ -114,8 +89,8 @@ def row(change: str, measure: str, before: list[float], after: list[float], note
 
 def measure_store(store_dir: Path, questions: list[dict[str, Any]], label: str
                   ) -> list[dict[str, Any]]:
-    from assistant.citations import SentenceVectors
     from assistant.engine import Engine
+    from assistant.sentences import SentenceVectors
 
     engine = Engine(make_settings(store_dir, sentence_cache_max_papers=0))
     r = engine.retriever
@@ -231,8 +206,8 @@ def measure_store(store_dir: Path, questions: list[dict[str, Any]], label: str
 def warmup(store_dir: Path, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Cold first questions vs the same after the background warm-up (and after a restart that
     loads the saved cache)."""
-    from assistant.citations import SentenceVectors
     from assistant.engine import SENTENCE_CACHE, Engine
+    from assistant.sentences import SentenceVectors
 
     (store_dir / SENTENCE_CACHE).unlink(missing_ok=True)
     cold_engine = Engine(make_settings(store_dir, sentence_cache_max_papers=0))

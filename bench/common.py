@@ -35,12 +35,15 @@ for _var in [v for v in os.environ if v.startswith("ASSISTANT_")]:
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from assistant.stats import percentile  # noqa: E402  (one rule for every percentile in the docs)
+
 
 def make_settings(store_dir: Path, **overrides: Any) -> Any:
-    """Settings isolated from the environment and any .env file (as in the tests)."""
-    from assistant.settings import Settings
+    """Settings isolated from the environment and any .env file (as in the tests; importing
+    assistant.testing also registers the `hash` embedder the smoke runs use)."""
+    from assistant.testing import make_settings as isolated
 
-    return Settings(_env_file=None, store_dir=store_dir, **overrides)  # type: ignore[call-arg]
+    return isolated(store_dir, **overrides)
 
 
 def settings_env(store_dir: Path, **overrides: Any) -> dict[str, str]:
@@ -55,14 +58,6 @@ def settings_env(store_dir: Path, **overrides: Any) -> dict[str, str]:
 
 
 # --- statistics ---------------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1); the same rule as assistant.evaluation."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def summary_ms(seconds: list[float]) -> dict[str, float]:
     """p50/p95/mean/max of a list of durations, in milliseconds."""
     if not seconds:
@@ -106,9 +101,9 @@ def warmup_questions(limit: int = 30) -> list[dict[str, Any]]:
                 if line.strip()]
         return rows[:limit]
     from assistant.corpus import load_papers
-    from assistant.settings import BUNDLED_CORPUS
+    from assistant.resources import bundled_corpus
 
-    return [{"question": p.title} for p in load_papers([BUNDLED_CORPUS]).papers[:limit]]
+    return [{"question": p.title} for p in load_papers([bundled_corpus()]).papers[:limit]]
 
 
 # --- memory and disk ----------------------------------------------------------------------------

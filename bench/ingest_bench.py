@@ -49,11 +49,11 @@ class TimedEmbedder:
 def corpus_subset(n_papers: int | None, directory: Path) -> tuple[Path, list[Any]]:
     """The bundled corpus, or its first n papers written as JSONL; and the papers themselves."""
     from assistant.corpus import load_papers
-    from assistant.settings import BUNDLED_CORPUS
+    from assistant.resources import bundled_corpus
 
-    papers = load_papers([BUNDLED_CORPUS]).papers
+    papers = load_papers([bundled_corpus()]).papers
     if n_papers is None or n_papers >= len(papers):
-        return BUNDLED_CORPUS, papers
+        return bundled_corpus(), papers
     papers = papers[:n_papers]
     path = directory / f"corpus-{n_papers}.jsonl"
     path.write_text("".join(json.dumps({"title": p.title, "abstract": p.abstract}) + "\n"

@@ -73,8 +73,8 @@ def measure(engine: Any, questions: list[dict[str, Any]], *, label: str,
     from llama_index.core import VectorStoreIndex
     from threadpoolctl import threadpool_limits
 
-    from assistant.citations import SentenceVectors
     from assistant.embedding import LlamaIndexEmbedding
+    from assistant.sentences import SentenceVectors
 
     settings = engine.settings
     embedder = engine.embedder

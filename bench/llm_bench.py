@@ -1,4 +1,4 @@
-"""LLM mode against the scripted OpenAI-compatible server (assistant.fake_llm_server) on 127.0.0.1,
+"""LLM mode against the scripted OpenAI-compatible server (assistant.testing.fake_openai) on 127.0.0.1,
 with no scripted delay: what the app adds around the model, the model's own time excluded.
 
 For each question the engine streams an answer (`Engine.stream` in LLM mode); the server records the
@@ -23,7 +23,7 @@ SOURCE = re.compile(r"<source (\d+)>\nTitle: (.*?)\nText: (.*?)\n</source \1>", 
 
 
 def scripted_reply(request: dict[str, Any]) -> Any:
-    from assistant.fake_llm_server import Reply, prompt_text
+    from assistant.testing.fake_openai import Reply, prompt_text
 
     text = prompt_text(request)
     if "<source" not in text:  # a condense request
@@ -39,9 +39,9 @@ def scripted_reply(request: dict[str, Any]) -> Any:
 def run(settings: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
     from openai import OpenAI
 
-    from assistant.citations import SentenceVectors
     from assistant.engine import Answer, Engine
-    from assistant.fake_llm_server import FakeLLMServer
+    from assistant.sentences import SentenceVectors
+    from assistant.testing.fake_openai import FakeLLMServer
 
     with FakeLLMServer(scripted_reply) as server:
         llm_settings = settings.model_copy(update={"openai_base_url": server.base_url,

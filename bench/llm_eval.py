@@ -268,10 +268,6 @@ def main() -> None:
             overrides["local_ctx_size"] = args.ctx
         if args.timeout:
             overrides["local_timeout"] = args.timeout
-        # Before torch (the store, the embedder) loads OpenMP: llama.cpp shares its runtime.
-        from assistant.local_llm import prefer_passive_openmp
-
-        prefer_passive_openmp()
     else:
         base = _ENDPOINT.get("ASSISTANT_OPENAI_BASE_URL") or _ENDPOINT.get("OPENAI_BASE_URL")
         key = _ENDPOINT.get("ASSISTANT_OPENAI_API_KEY") or _ENDPOINT.get("OPENAI_API_KEY")
@@ -324,7 +320,9 @@ def main() -> None:
         # The model's file name, not its path: a path names this machine, not the model.
         "settings": {k: (Path(v).name if k == "local_model" else str(v))
                      for k, v in overrides.items() if k != "openai_api_key"},
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        # What the local model's process got (local_llm.py sets PASSIVE unless the env says).
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")
+        or ("PASSIVE" if args.local and llm_settings.local_omp_passive else None),
     }
     s = llm_settings
     config["llm_line"] = (

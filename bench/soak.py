@@ -59,18 +59,15 @@ def kills(points: int, seed: int, tmp: Path) -> dict[str, Any]:
 def load(rounds: int, concurrent: int, store: Path | None, tmp: Path) -> dict[str, Any]:
     from assistant.engine import Engine
     from assistant.ingest import ingest
-    from assistant.settings import BUNDLED_CORPUS, Settings
+    from assistant.resources import bundled_corpus
+    from assistant.testing import make_settings
     from assistant.web.server import BackgroundServer, create_app
 
-    settings = Settings(
-        _env_file=None,
-        store_dir=store or tmp / "store",  # type: ignore[call-arg]
-        answer_mode="extractive",
-        queue_size=max(64, concurrent),
-    )
+    settings = make_settings(store or tmp / "store", answer_mode="extractive",
+                             queue_size=max(64, concurrent))
     if store is None:
         started = time.perf_counter()
-        ingest(settings, [BUNDLED_CORPUS], progress=False)
+        ingest(settings, [bundled_corpus()], progress=False)
         print(f"load: built the store in {time.perf_counter() - started:.0f}s", flush=True)
     questions = [line for line in (ROOT / "tests/data/dev_questions.jsonl").read_text().splitlines() if line]
     import json

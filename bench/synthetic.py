@@ -63,9 +63,9 @@ class SentenceBank:
 
 
 def sentence_bank(work: Path, settings: Any) -> SentenceBank:
-    from assistant.citations import split_sentences
     from assistant.corpus import load_papers, normalize_title
     from assistant.embedding import embedder_id, get_embedder
+    from assistant.sentences import split_sentences
 
     papers = load_papers(settings.corpus_paths).papers
     gold = {normalize_title(t) for row in load_dev_questions() for t in row.get("gold_titles", [])}

@@ -3,12 +3,18 @@ session (with the real offline embedder) and only read by the tests that use it.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from assistant.settings import BUNDLED_CORPUS, Settings
+from assistant.resources import bundled_corpus
+from assistant.settings import Settings
+from assistant.testing import make_settings  # also registers the `hash` embedder backend
 
 # Tests never reach a hub, a real LLM, or the user's configuration.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -19,21 +25,24 @@ for var in [v for v in os.environ if v.startswith("ASSISTANT_")]:
 
 DATA = Path(__file__).parent / "data"
 
-# Unanswerable questions the retriever still takes as covered: a condition the corpus never names,
-# asked in a setting it knows well (LLM chatbots), that the Disease Ontology's names do not include
-# ("depression" is "major depressive disorder" there), so the unknown-disease signal cannot see it
-# (see docs/RETRIEVAL.md, "What remains weak").
-KNOWN_MISSED_ABSTENTIONS = {
-    "Which LLM chatbot offers counselling to patients with depression, and how did clinicians rate "
-    "it?",
-}
+# Fixtures that embed the bundled corpus with the real model (a minute or two on 2 busy cores, once
+# per session): tests using them are marked `corpus`, which `make test-fast` leaves out.
+CORPUS_FIXTURES = {"corpus_store", "engine"}
 
 
-def make_settings(store_dir: Path, **overrides: object) -> Settings:
-    """Settings isolated from the environment and any .env file. Starlette's TestClient sends
-    `Host: testserver`, which the app must accept in tests."""
-    overrides.setdefault("allowed_hosts", ["testserver"])
-    return Settings(_env_file=None, store_dir=store_dir, **overrides)  # type: ignore[call-arg]
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.corpus)
+
+def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 900,
+        env: dict[str, str] | None = None, doubles: bool = False) -> subprocess.CompletedProcess[str]:
+    """The `assistant` command line in a subprocess; `env` adds to the environment. doubles=True
+    runs it with the test doubles registered (assistant.testing.cli), for ASSISTANT_EMBED_BACKEND=hash."""
+    module = "assistant.testing.cli" if doubles else "assistant.cli"
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.fixture
@@ -42,13 +51,47 @@ def hash_settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "store", embed_backend="hash")
 
 
+Papers = Sequence[tuple[str, str] | Mapping[str, str]] | Path
+StoreFactory = Callable[..., Settings]
+
+
+def build_store(root: Path, papers: Papers, **overrides: object) -> Settings:
+    """A small store at root/store with the hash embedder, ingested from `papers`: (title, abstract)
+    pairs or JSONL records (written to root/papers.jsonl), or an existing corpus file. The settings
+    name that file in corpus_paths; `overrides` are further settings."""
+    from assistant.ingest import ingest
+
+    if isinstance(papers, Path):
+        corpus = papers
+    else:
+        corpus = root / "papers.jsonl"
+        records = [r if isinstance(r, Mapping) else {"title": r[0], "abstract": r[1]} for r in papers]
+        corpus.write_text("".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in records),
+                          encoding="utf-8")
+    settings = make_settings(root / "store", **{"embed_backend": "hash", "corpus_paths": [corpus],
+                                                 **overrides})
+    ingest(settings, progress=False)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def make_store(tmp_path_factory: pytest.TempPathFactory) -> StoreFactory:
+    """Factory of small hash-embedder stores, each in its own temporary folder:
+    `make_store(papers, name="llm", **settings)` (see build_store)."""
+
+    def make(papers: Papers, *, name: str = "store", **overrides: object) -> Settings:
+        return build_store(tmp_path_factory.mktemp(name), papers, **overrides)
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def corpus_store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The bundled corpus ingested with the real embedding model; read-only for tests."""
     from assistant.ingest import ingest
 
     settings = make_settings(tmp_path_factory.mktemp("corpus") / "store")
-    ingest(settings, [BUNDLED_CORPUS], progress=False)
+    ingest(settings, [bundled_corpus()], progress=False)
     return settings
 
 

@@ -15,8 +15,8 @@ from pydantic import SecretStr
 
 from assistant.engine import Engine
 from assistant.errors import AssistantError
-from assistant.llm import ScriptedLLM
 from assistant.settings import Settings
+from assistant.testing.llm import ScriptedLLM
 from assistant.web.api import CHECKED_RULE, DeltaTracker, Limiter
 from assistant.web.server import BackgroundServer, create_app
 

@@ -1,77 +1,29 @@
-"""The benchmark helpers run end to end on a tiny corpus with the fake embedder: they produce every
-figure the report needs. No timing is asserted (speed is measured by bench/run.py, not tested)."""
+"""The benchmark helpers run end to end on a tiny corpus with the fake embedder (bench/smoke.py,
+run as a program: the tests do not import bench code). No timing is asserted."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import ingest_bench, latency, report, run, synthetic  # noqa: E402
-from bench.common import load_dev_questions, make_settings, percentile, summary_ms  # noqa: E402
+SMOKE = Path(__file__).resolve().parent.parent / "bench" / "smoke.py"
 
 
-def test_percentiles_match_the_evaluation_rule() -> None:
-    assert percentile([], 0.5) == 0.0
-    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
-    assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
-    assert summary_ms([0.001, 0.003])["max"] == 3.0
+def _smoke(work: Path, *args: str) -> None:
+    done = subprocess.run([sys.executable, str(SMOKE), str(work), *args], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("bench smoke: ok")
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_synthetic_papers_are_reproducible_and_spare_the_gold_papers(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "store", embed_backend="hash")
-    bank = synthetic.sentence_bank(tmp_path, settings)
-    assert synthetic.synthetic_paper(bank, 7) == synthetic.synthetic_paper(bank, 7)
-    assert synthetic.synthetic_paper(bank, 7) != synthetic.synthetic_paper(bank, 8)
-    donors = {s for d in bank.donors for s in bank.paper_sentences[d]}
-    for i in range(50):
-        _title, _abstract, chunks = synthetic.synthetic_paper(bank, i)
-        assert all(s in donors for chunk in chunks for s in chunk)
-    assert len(bank.donors) < len(bank.paper_sentences)  # the dev questions' papers are left out
+    _smoke(tmp_path, "--quick")
 
 
 @pytest.mark.slow
 def test_bench_pipeline_on_a_tiny_corpus(tmp_path: Path) -> None:
-    from assistant.engine import Engine
-
-    ing = ingest_bench.run(tmp_path / "ingest", n_papers=6, embed_backend="hash")
-    assert ing["papers"] == 6 and ing["chunks"] >= 6
-    assert ing["ratio_vs_raw"] is not None and ing["ingest_papers_per_s"] > 0
-
-    store_dir = tmp_path / "ingest" / "ingest-store"
-    settings = make_settings(store_dir, embed_backend="hash")
-    bank = synthetic.sentence_bank(tmp_path, settings)
-    questions = load_dev_questions(3)
-    engine = Engine(settings)
-    small = latency.measure(engine, questions, label="tiny")
-    assert set(small["retrieval_ms"]) == {"ours", "numpy_exact", "llama_index_default"}
-    assert small["e2e"]["warm_ms"]["n"] == 3
-
-    scale_dir = tmp_path / "scale"
-    synthetic.copy_store(store_dir, scale_dir)
-    build = synthetic.grow_store(make_settings(scale_dir, embed_backend="hash"), bank, 40, batch=16)
-    assert build["papers"] == 46 and build["synthetic_added"] == 40
-    big = latency.measure(Engine(make_settings(scale_dir, embed_backend="hash")), questions,
-                          label="tiny+40", e2e=False)
-    assert big["papers"] == 46 and big["chunks"] > small["chunks"]
-
-    app = {"ready_s": 1.0, "peak_rss_mb": 100.0, "rss_ready_mb": 90.0, "api_answer_ms": summary_ms([])}
-    sizes = [
-        {"synthetic": 0, "papers": 6, "chunks": small["chunks"], "disk_mb": 1.0, "build": None,
-         "engine_load_s": 0.1, "latency": small, "app": app},
-        {"synthetic": 40, "papers": 46, "chunks": big["chunks"], "disk_mb": 2.0, "build": build,
-         "engine_load_s": 0.1, "latency": big, "app": app},
-    ]
-    results = {"mode": "quick", "ingest": ing, "sizes": sizes}
-    results["per_10k"] = run.per_10k(sizes, ing)
-    results["extrapolation"] = run.extrapolate(results["per_10k"])
-    assert results["extrapolation"]["36M"]["chunks"] > results["extrapolation"]["1M"]["chunks"]
-    head = run.headline(results)
-    assert head["recall@10@6"] is not None and "ingest_ratio_vs_raw_embedding" in head
-    text = report.summary_text(results)
-    assert "Retrieval p95 at 6 papers" in text and "numpy exact" in text
+    _smoke(tmp_path)

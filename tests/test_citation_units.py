@@ -1,7 +1,7 @@
 """A citation placed after the sentence's full stop still vouches for that sentence."""
 
 from assistant.citations import SentenceVectors, SourceDoc, check_citations
-from assistant.embedding import HashEmbedder
+from assistant.testing.embedder import HashEmbedder
 
 SOURCE = SourceDoc(
     n=1, paper_id="p1", title="SegMamba: Long-range Sequential Modeling Mamba",

@@ -12,7 +12,7 @@ from fixtures_corpus import LISTING_HEADER, write_csv, write_jsonl, write_listin
 from assistant import corpus
 from assistant.corpus import CODE_HOSTS, extract_links, load_papers, normalize_title, paper_id
 from assistant.errors import CorpusError
-from assistant.settings import BUNDLED_CORPUS
+from assistant.resources import bundled_corpus
 
 FIRST_TITLE = "A Comprehensive Dataset and Automated Pipeline for Nailfold Capillary Analysis"
 LAST_TITLE = (
@@ -27,7 +27,7 @@ MEDVAE_TITLE = (
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_papers([BUNDLED_CORPUS])
+    return load_papers([bundled_corpus()])
 
 
 # --- the bundled corpus -----------------------------------------------------------------------
@@ -42,7 +42,7 @@ def test_bundled_corpus_has_215_papers_in_order(bundled):
     assert papers[-1].title == LAST_TITLE
     # Line numbers point at the title lines: two header lines, then title/abstract pairs.
     assert [p.line for p in papers] == list(range(3, 3 + 2 * 215, 2))
-    assert all(p.source == str(BUNDLED_CORPUS) for p in papers)
+    assert all(p.source == str(bundled_corpus()) for p in papers)
 
 
 def test_bundled_titles_are_clean_and_paired_with_their_abstracts(bundled):
@@ -86,8 +86,8 @@ def test_bundled_links_are_extracted_without_trailing_punctuation(bundled):
 def test_bundled_ids_are_unique_stable_and_title_derived(bundled):
     ids = [p.id for p in bundled.papers]
     assert len(set(ids)) == 215
-    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
-    assert ids == [p.id for p in load_papers([BUNDLED_CORPUS]).papers]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids), [i for i in ids if len(i) != 16][:3]
+    assert ids == [p.id for p in load_papers([bundled_corpus()]).papers]
     assert all(p.id == paper_id(p.title) for p in bundled.papers)
     # Pinned: stores built by earlier versions must keep matching these papers.
     assert bundled.papers[0].id == "42047ad03a239b99"
@@ -143,7 +143,7 @@ def test_jsonl_with_and_without_optional_fields(tmp_path):
     path.write_text(path.read_text() + "\n   \n", encoding="utf-8")  # blank lines are skipped
     full, bare, strings = load_papers([path]).papers
     assert (full.title, full.url, full.authors, full.year, full.external_id) == (
-        "Full Record", "https://arxiv.org/abs/1234.5678", "Ada Lovelace, Alan Turing", "2024",
+        "Full Record", "https://arxiv.org/abs/1234.5678", "Ada Lovelace; Alan Turing", "2024",
         "arXiv:1234.5678",
     )
     assert full.link == "https://arxiv.org/abs/1234.5678"
@@ -152,7 +152,7 @@ def test_jsonl_with_and_without_optional_fields(tmp_path):
     assert (bare.url, bare.authors, bare.year, bare.external_id, bare.links) == ("", "", "", "", ())
     assert bare.link == ""
     assert (strings.authors, strings.year, strings.external_id, strings.url) == (
-        "A. One and B. Two", "2023", "42", "",
+        "A. One; B. Two", "2023", "42", "",
     )
     assert full.id == paper_id("Full Record")
 
@@ -285,14 +285,10 @@ BAD_INPUTS = [
      "'url' must be a string"),
     ("url_not_http.jsonl", '{"title": "T", "abstract": "A", "url": "ftp://x/y"}\n', 1,
      "'url' must be an http(s) URL"),
-    ("missing_abstract.jsonl", GOOD_JSON + '{"title": "T"}\n', 2, "abstract missing"),
-    ("blank_abstract.jsonl", '{"title": "T", "abstract": "  \\u200b "}\n', 1, "abstract missing"),
     ("empty_title.jsonl", '{"title": "", "abstract": "A"}\n', 1, "empty title"),
     ("missing_column.csv", "title,summary\nT,A\n", 1, "lacks column(s) abstract"),
     ("missing_both.csv", "name,text\nT,A\n", 1, "lacks column(s) title, abstract"),
     ("extra_cells.csv", "title,abstract\nT,A\nT2,A2,surplus\n", 3, "more cells"),
-    ("empty_abstract.csv", "title,abstract\nT,A\nT2,\n", 3, "abstract missing"),
-    ("short_row.csv", "title,abstract\nT,A\nT2\n", 3, "abstract missing"),
     ("nul.csv", "title,abstract\nT,A\x00\n", 2, "NUL byte"),
 ]
 
@@ -310,6 +306,49 @@ def test_bad_input_names_file_and_line(tmp_path, name, content, line, fragment):
     message = str(caught.value)
     assert message.startswith(f"{path}:{line}: "), message
     assert fragment in message
+
+
+SKIPPED_RECORDS = [
+    # (file name, content, where the skipped record is, its title)
+    ("missing_abstract.jsonl", GOOD_JSON + '{"title": "T"}\n', 2, "T"),
+    ("blank_abstract.jsonl", GOOD_JSON + '{"title": "T", "abstract": "  \\u200b "}\n', 2, "T"),
+    ("empty_abstract.csv", "title,abstract\nGood,Fine.\nT2,\n", 3, "T2"),
+    ("short_row.csv", "title,abstract\nGood,Fine.\nT2\n", 3, "T2"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "line", "title"), SKIPPED_RECORDS,
+                         ids=[case[0] for case in SKIPPED_RECORDS])
+def test_records_without_an_abstract_are_reported_and_skipped(tmp_path, name, content, line, title):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    report = load_papers([path])
+    assert [p.title for p in report.papers] == ["Good"]
+    assert report.skipped == [f"{path}:{line}: abstract missing for {title!r}; skipped"]
+
+
+def test_a_file_whose_records_all_lack_abstracts_says_which_fields_it_found(tmp_path):
+    path = write_jsonl(tmp_path / "other.jsonl", [{"Title": "T", "Summary": "S"}])
+    with pytest.raises(CorpusError) as caught:
+        load_papers([path])
+    message = str(caught.value)
+    assert message.startswith(f"{path}: none of its 1 records has an abstract")
+    assert f"first: {path}:1: abstract missing for 'T'" in message
+    assert "the fields expected are title, abstract" in caught.value.hint
+    headless = write_jsonl(tmp_path / "keys.jsonl", [{"name": "T", "text": "S"}])
+    with pytest.raises(CorpusError, match=r":1: no title field; expected title, abstract .*found name, text"):
+        load_papers([headless])
+
+
+def test_field_names_are_case_insensitive(tmp_path):
+    jsonl = write_jsonl(tmp_path / "p.jsonl", [{"Title": "Upper", "ABSTRACT": "Text.", "Year": 2021}])
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_text("Title,Abstract Note,Publication Year,Author\nZotero Row,Text.,2020,"
+                        "\"Wang, Li; Smith, Ann\"\n", encoding="utf-8")
+    upper, zotero = load_papers([jsonl, csv_path]).papers
+    assert (upper.title, upper.abstract, upper.year) == ("Upper", "Text.", "2021")
+    assert (zotero.title, zotero.year, zotero.author_list) == ("Zotero Row", "2020",
+                                                               ["Wang, Li", "Smith, Ann"])
 
 
 def test_bad_file_among_good_ones_is_named(tmp_path):

@@ -4,12 +4,9 @@ command line (one subprocess over the whole dev set), plus the question-file par
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import DATA, KNOWN_MISSED_ABSTENTIONS
+from conftest import DATA, cli
 
 from assistant.errors import AssistantError
 from assistant.evaluation import contains_all, load_questions
@@ -17,12 +14,6 @@ from assistant.evaluation import contains_all, load_questions
 ROW_KEYS = {"question", "kind", "retrieved_titles", "cited_titles", "abstained", "answer", "seconds"}
 METRICS = {"questions", "recall@5", "recall@10", "mrr", "cites_all_gold", "cited_precision",
            "must_contain", "abstention_accuracy", "false_abstention", "latency_p50", "latency_p95"}
-
-
-def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 900
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -51,25 +42,6 @@ def test_every_question_row_has_the_required_keys(report):
         assert isinstance(row["cited_titles"], list) and isinstance(row["abstained"], bool)
         assert isinstance(row["answer"], str) and row["answer"]
         assert isinstance(row["seconds"], float) and row["seconds"] >= 0
-        if row["question"] not in KNOWN_MISSED_ABSTENTIONS:
-            assert row["abstained"] == (row["kind"] == "unanswerable"), row["question"]
-
-
-def test_dev_set_meets_the_targets(report):
-    kinds = report["by_kind"]
-    assert kinds["factual"]["recall@5"] == 1.0
-    assert kinds["paraphrase"]["recall@5"] == 1.0
-    assert kinds["list"]["recall@10"] >= 0.95
-    assert kinds["comparative"]["recall@10"] == 1.0
-    # Every unanswerable question abstains but the known misses (conftest.KNOWN_MISSED_ABSTENTIONS).
-    missed = {r["question"] for r in report["questions"]
-              if r["kind"] == "unanswerable" and not r["abstained"]}
-    assert missed <= KNOWN_MISSED_ABSTENTIONS, missed - KNOWN_MISSED_ABSTENTIONS
-    assert report["overall"]["false_abstention"] == 0.0
-    # The extractive answers quote every asked-for number of the dev set's factual questions.
-    missing = [r["question"] for r in report["questions"] if r.get("contains_all") is False]
-    assert kinds["factual"]["must_contain"] == 1.0, missing
-    assert kinds["comparative"]["cites_all_gold"] == 1.0
 
 
 # --- the question file ----------------------------------------------------------------------------

@@ -26,11 +26,13 @@ from fixtures_corpus import (
 from assistant import lexical
 from assistant.chunks import chunk_id, chunk_paper, embed_text
 from assistant.corpus import Paper, load_papers, paper_id
-from assistant.embedding import HashEmbedder, get_embedder
+from assistant.embedding import get_embedder
 from assistant.errors import CorpusError, StoreError
 from assistant.ingest import ingest
-from assistant.settings import BUNDLED_CORPUS, Settings
+from assistant.resources import bundled_corpus
+from assistant.settings import Settings
 from assistant.store import PaperStore
+from assistant.testing.embedder import HashEmbedder
 
 N = 14
 
@@ -139,7 +141,7 @@ def test_duplicates_are_reported_in_the_summary_and_stored_once(settings, tmp_pa
     summary = run(settings, [first, second])
     assert len(summary.duplicates) == 1
     assert f"{second}:1" in summary.duplicates[0] and "duplicate title" in summary.duplicates[0]
-    assert "1 duplicate title(s) skipped" in summary.line()
+    assert "1 duplicate(s) merged" in summary.line()
     assert (summary.papers_added, summary.papers_total) == (6, 6)
     store = PaperStore(settings)
     kept = store.get_papers([paper_id(title)])[paper_id(title)]
@@ -166,7 +168,8 @@ def test_first_ingest_writes_every_paper_and_chunk(settings, corpus):
     assert_store_matches(settings, [corpus])
     store = PaperStore(settings)
     assert store.manifest == {"schema": 1, "embed_model": "hash-256", "chunk_size": 160,
-                              "chunk_overlap": 32, "generation": 1, "dirty": False}
+                              "chunk_overlap": 32, "generation": 1, "dirty": False,
+                              "metadata_version": 2}
 
 
 def test_second_ingest_adds_nothing(settings, corpus):
@@ -446,7 +449,7 @@ def test_every_real_embedded_text_fits_the_model_window(corpus_store):
     too_long = {cid: c for cid, c in counts.items() if c > embedder.max_tokens}
     assert not too_long
     # The chunks are the ones the settings produce for the bundled corpus.
-    papers = load_papers([BUNDLED_CORPUS]).papers
+    papers = load_papers([bundled_corpus()]).papers
     assert sum(len(chunk_paper(p, corpus_store.chunk_size, corpus_store.chunk_overlap))
                for p in papers) == len(nodes)
 
@@ -579,15 +582,16 @@ def test_bm25_survives_a_leftover_old_index_folder(settings, corpus, papers):
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from assistant.settings import Settings
     from assistant.store import ingest_lock
-    settings = Settings(_env_file=None, store_dir=Path(sys.argv[1]))
+    from assistant.testing import make_settings
+    settings = make_settings(Path(sys.argv[1]))
     with ingest_lock(settings):
         print("locked", flush=True)
         time.sleep(float(sys.argv[2]))
 """)
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_ingest_fails_cleanly_while_another_process_holds_the_lock(settings, corpus, papers,
                                                                     tmp_path):
     run(settings, [corpus])

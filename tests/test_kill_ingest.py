@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import make_settings
 from fixtures_corpus import expected_chunks, make_papers, store_chunk_texts, write_listing
 
@@ -34,11 +35,10 @@ CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import assistant.ingest as ingest_mod
-    from assistant.settings import Settings
+    from assistant.testing import make_settings
 
     store_dir, corpus, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    settings = Settings(_env_file=None, store_dir=store_dir, embed_backend="hash",
-                        ingest_batch_papers=8)
+    settings = make_settings(store_dir, embed_backend="hash", ingest_batch_papers=8)
 
     def say(line):
         print(line, flush=True)
@@ -125,6 +125,7 @@ def assert_store_is_exactly(settings, corpus: Path) -> None:
     assert len(retriever.corpus) == len(ids)
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_sigkilled_ingests_are_completed_exactly_by_the_next_one(tmp_path):
     seed = os.environ.get("KILL_SEED") or str(time.time_ns())
     print(f"KILL_SEED={seed}")  # shown on failure, to replay the same kill points

@@ -1,5 +1,5 @@
 """LLM mode end to end: the real `openai` client over real HTTP to the scripted OpenAI-compatible
-server (fake_llm_server.FakeLLMServer) on 127.0.0.1, on a small store with the hash embedder.
+server (assistant.testing.fake_openai.FakeLLMServer) on 127.0.0.1, on a small store with the hash embedder.
 
 What the user sees must hold whatever the model does: citation numbers checked, outside links
 gone, and on any failure (HTTP errors, timeouts, refused connections, malformed streams) the
@@ -8,7 +8,6 @@ offline answer, marked as such, instead of an error or a hang.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 from collections.abc import Callable, Iterator
@@ -17,12 +16,11 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from conftest import make_settings
+from conftest import StoreFactory, make_settings
 
 from assistant.engine import OFFLINE_NOTE, Answer, Engine
-from assistant.fake_llm_server import FakeLLMServer, Reply, prompt_text
-from assistant.ingest import ingest
 from assistant.settings import Settings
+from assistant.testing.fake_openai import FakeLLMServer, Reply, prompt_text
 
 LLM_TIMEOUT = 2.0
 PAPERS = [
@@ -47,15 +45,9 @@ PAPERS = [
 
 
 @pytest.fixture(scope="module")
-def store_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("llm")
-    corpus = root / "papers.jsonl"
-    corpus.write_text("".join(
-        json.dumps({"title": t, "abstract": a, "url": f"https://example.org/{t.split(':')[0].lower()}"})
-        + "\n" for t, a in PAPERS))
-    settings = make_settings(root / "store", embed_backend="hash")
-    ingest(settings, [corpus], progress=False)
-    return settings
+def store_settings(make_store: StoreFactory) -> Settings:
+    return make_store([{"title": t, "abstract": a, "url": f"https://example.org/{t.split(':')[0].lower()}"}
+                       for t, a in PAPERS], name="llm")
 
 
 def llm_settings(store_settings: Settings, base_url: str) -> Settings:
@@ -203,8 +195,8 @@ def assert_offline_fallback(answer: Answer) -> None:
     Reply(status=500),
     Reply(status=429),
     Reply(text="late", delay=LLM_TIMEOUT + 2),
-    Reply(malformed=True),
-    Reply(drop=True),
+    Reply(fault="malformed"),
+    Reply(fault="drop"),
 ], ids=["http-500", "http-429", "timeout", "malformed-stream", "dropped-connection"])
 def test_llm_failures_give_the_offline_answer_marked_as_such(store_settings, reply):
     with llm_engine(store_settings, lambda _request: reply) as (engine, server):

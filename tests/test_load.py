@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from reliability.common import write_result
-from reliability.faults import closed_port
 from reliability.load import fire, summary
 
 from assistant.engine import Engine
 from assistant.settings import Settings
+from assistant.testing.fake_openai import closed_port
 from assistant.web.server import BackgroundServer, create_app
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,8 @@ import pytest
 from conftest import make_settings
 
 from assistant.errors import AssistantError
-from assistant.local_llm import (
-    INSTALL_HINT,
-    LocalLlamaServer,
-    bundled_smollm2_path,
-    from_settings,
-)
+from assistant.local_llm import INSTALL_HINT, LocalLlamaServer, from_settings
+from assistant.testing.llm import bundled_smollm2_path
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_TOKENS = 32
@@ -80,6 +77,14 @@ def test_busy_port_is_an_assistant_error(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(AssistantError, match=str(port)):
             LocalLlamaServer(_fake_gguf(tmp_path), port=port).start()
+
+
+def test_a_model_llama_cpp_cannot_load_is_an_assistant_error(tmp_path: Path) -> None:
+    _require_xllamacpp()
+    server = LocalLlamaServer(_fake_gguf(tmp_path), threads=1, ctx_size=256, start_timeout=60)
+    with pytest.raises(AssistantError, match="could not load"):
+        server.start()  # the child reports the failure and exits; nothing is left running
+    assert not server.running
 
 
 def test_from_settings(tmp_path: Path) -> None:
@@ -189,9 +194,31 @@ def test_server_left_running_is_stopped_at_exit() -> None:
 
 
 @pytest.mark.slow
+def test_the_server_stops_when_its_app_process_is_killed() -> None:
+    # SIGKILL runs no exit hook: the child sees its stdin close and exits by itself.
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from assistant.local_llm import LocalLlamaServer
+        server = LocalLlamaServer({str(_smollm2())!r}, threads=1, ctx_size=1024).start()
+        print(server.port, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=150)
+    assert done.returncode == -9, done.stderr
+    port = int(done.stdout.split()[-1])
+    for _ in range(300):  # the child notices within moments; up to 30 s on a busy machine
+        if _refused(port):
+            break
+        time.sleep(0.1)
+    assert _refused(port)
+
+
+@pytest.mark.slow
 def test_stop_cuts_requests_in_flight() -> None:
-    # In a subprocess, because a regression here hangs: freeing the server waits for in-flight
-    # requests while holding the GIL, and a client in the same process then never hangs up.
+    # In a subprocess, because a regression here could hang (llama.cpp waits for requests in
+    # flight when it shuts down normally; terminate() must not let it).
     code = textwrap.dedent(
         f"""
         import json, threading, time

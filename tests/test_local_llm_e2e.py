@@ -24,19 +24,18 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from conftest import make_settings
+from conftest import StoreFactory, make_settings
 
 from assistant.citations import SourceDoc
 from assistant.engine import OFFLINE_NOTE, Answer, Engine
 from assistant.errors import AssistantError
-from assistant.ingest import ingest
-from assistant.llm import Message, OpenAICompatibleLLM, ScriptedLLM, local_prompt_chars, make_llm
-from assistant.local_llm import bundled_smollm2_path
+from assistant.llm import Message, OpenAICompatibleLLM, local_prompt_chars, make_llm
+from assistant.prompting import Prompter
 from assistant.settings import Settings
+from assistant.testing.llm import ScriptedLLM, bundled_smollm2_path
 
 CTX = 2048  # small, so the prompt budget (not llm_context_chars) decides what the prompt holds
 MAX_TOKENS = 150
@@ -64,9 +63,9 @@ def test_the_source_block_never_exceeds_its_budget(tmp_path: Path) -> None:
     sources = [SourceDoc(n=n, paper_id=str(n), title=f"Paper {n}: " + "long title " * 8, url="",
                          abstract="An abstract sentence. " * 80, passages=["A passage. " * 30])
                for n in range(1, 7)]
-    engine = cast(Engine, SimpleNamespace(settings=make_settings(tmp_path)))
+    prompter = Prompter(make_settings(tmp_path), None)
     for budget in (0, 150, 400, 1_000, 2_500, 6_000, 50_000):
-        block = Engine._source_block(engine, sources, budget)
+        block = prompter.source_block(sources, budget)
         assert len(block) <= budget
         if budget >= 1_000:
             assert "<source 1>" in block and block.endswith(">")  # whole blocks, closed
@@ -79,13 +78,8 @@ PAPERS = [("AlphaNet: Liver Tumour Segmentation", "AlphaNet segments liver tumou
 
 
 @pytest.fixture(scope="module")
-def small_store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("uncheckable")
-    corpus = root / "papers.jsonl"
-    corpus.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in PAPERS))
-    settings = make_settings(root / "store", embed_backend="hash")
-    ingest(settings, [corpus], progress=False)
-    return settings
+def small_store(make_store: StoreFactory) -> Settings:
+    return make_store(PAPERS, name="uncheckable")
 
 
 def _numbers(messages: list[Message]) -> tuple[int, int]:
@@ -174,9 +168,8 @@ def local(corpus_store: Settings) -> Iterator[Local]:
     model = _smollm2_or_skip()
     settings = make_settings(
         corpus_store.store_dir, answer_mode="llm", local_model=model,
-        # One thread: two spin-waiting llama.cpp threads crawl on a busy 2-core machine, and this
-        # process loaded OpenMP (with torch) before the passive policy could be set.
-        local_threads=1, local_omp_passive=False, local_ctx_size=CTX, local_alias="smol",
+        # One thread: the test process (torch) competes for the same 2 busy cores.
+        local_threads=1, local_ctx_size=CTX, local_alias="smol",
         llm_max_tokens=MAX_TOKENS, local_timeout=300.0, llm_temperature=0.0,
     )
     engine = Engine(settings)

@@ -11,29 +11,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_settings
+from conftest import StoreFactory, make_settings
 
-from assistant.citations import SentenceVectors, split_sentences
 from assistant.corpus import load_papers, normalize_title
-from assistant.embedding import HashEmbedder
 from assistant.engine import SENTENCE_CACHE, Engine
 from assistant.ingest import ingest
 from assistant.lexical import VerbatimIndex, load_bm25
+from assistant.resources import bundled_corpus
 from assistant.retrieval import case_variants, key_phrases, literal_terms, term_variants
-from assistant.settings import BUNDLED_CORPUS, Settings
+from assistant.sentences import SentenceVectors, split_sentences
+from assistant.settings import Settings
 from assistant.store import PaperStore
+from assistant.testing.embedder import HashEmbedder
+from assistant.testing.oracles import old_verbatim
 from assistant.titles import TitleIndex, _alias_pattern, _compact, near_miss_words
 
 DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
-def hash_corpus(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def hash_corpus(make_store: StoreFactory) -> Settings:
     """The bundled corpus with the fake embedder (fast), no warm-up."""
-    settings = make_settings(tmp_path_factory.mktemp("perf") / "store", embed_backend="hash",
-                             sentence_cache_max_papers=0)
-    ingest(settings, [BUNDLED_CORPUS], progress=False)
-    return settings
+    return make_store(bundled_corpus(), name="perf", sentence_cache_max_papers=0)
 
 
 def _spellings() -> list[str]:
@@ -106,7 +105,7 @@ def test_sentence_cache_round_trip(tmp_path: Path) -> None:
 
 def test_engine_warms_the_sentence_cache_and_keeps_it(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "store", embed_backend="hash")
-    ingest(settings, [BUNDLED_CORPUS], progress=False)
+    ingest(settings, [bundled_corpus()], progress=False)
     engine = Engine(settings)
     assert engine.warmup_done(timeout=120)
     abstracts = [p.abstract for p in engine.store.all_papers()]
@@ -143,15 +142,10 @@ def test_query_embedding_on_one_thread_gives_the_batch_vectors(corpus_store: Set
 def test_verbatim_sub_queries_match_the_per_spelling_chroma_reads(hash_corpus: Settings) -> None:
     """`_verbatim` (index + one read by id) against the code it replaced (a Chroma `$contains`
     read per spelling): the same chunks, in the same order, with the same similarities."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not a package dep
-    from bench.changes import _old_verbatim
-
     engine = Engine(hash_corpus)
     r = engine.retriever
 
-    old = _old_verbatim(r)  # the Chroma `$contains` path, kept by bench/changes.py
+    old = old_verbatim(r)  # the Chroma `$contains` path (bench/changes.py measures both)
 
     questions = [json.loads(line)["question"]
                  for line in (DATA / "dev_questions.jsonl").read_text().splitlines() if line.strip()]
@@ -168,7 +162,7 @@ def test_ingest_brings_the_index_search_breadth_to_the_setting(tmp_path: Path) -
     old = make_settings(tmp_path / "store", embed_backend="hash", hnsw_ef_search=100)
     assert PaperStore(old).chunks.configuration["hnsw"]["ef_search"] == 100
     new = old.model_copy(update={"hnsw_ef_search": 700})
-    ingest(new, [BUNDLED_CORPUS], progress=False)
+    ingest(new, [bundled_corpus()], progress=False)
     store = PaperStore(new)
     fresh = store.client.get_collection(store.chunks.name, embedding_function=None)
     assert fresh.configuration["hnsw"]["ef_search"] == 700
@@ -198,12 +192,13 @@ def _resolve_by_scanning(index: TitleIndex, question: str, threshold: float) -> 
     return set(found.items())
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_name_lookup_finds_what_scanning_every_title_finds() -> None:
     """The dictionary lookups of TitleIndex.resolve against a scan of every alias and name, on the
     dev questions and on each real title's names written with typos, other case and separators."""
     import random
 
-    records = load_papers([BUNDLED_CORPUS]).papers
+    records = load_papers([bundled_corpus()]).papers
     index = TitleIndex({p.id: p.title for p in records},
                        {p.id: f"{p.title}\n{p.abstract}" for p in records})
     rng = random.Random(7)

@@ -3,33 +3,27 @@ is an error, never a silent blank."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
+from conftest import StoreFactory
 
 from assistant import prompts
 from assistant.conversation import Turn
 from assistant.engine import Engine
 from assistant.errors import AssistantError
-from assistant.ingest import ingest
-from assistant.llm import ScriptedLLM
+from assistant.testing.llm import ScriptedLLM
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+def rendered(make_store: StoreFactory) -> dict[str, list[dict[str, Any]]]:
     """The variables engine.py passes to each prompt, recorded over the flows that use prompts:
     an answer, a comparison and a follow-up in LLM mode."""
-    root = tmp_path_factory.mktemp("prompts")
-    corpus = root / "papers.jsonl"
-    corpus.write_text("".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in [
+    settings = make_store([
         ("AlphaNet: Liver Tumour Segmentation", "AlphaNet segments liver tumours with 91.5% Dice."),
         ("BetaSeg: Retinal Vessel Segmentation", "BetaSeg segments retinal vessels with 82.3% Dice."),
-    ]))
-    settings = make_settings(root / "store", embed_backend="hash")
-    ingest(settings, [corpus], progress=False)
+    ], name="prompts")
     calls: dict[str, list[dict[str, Any]]] = {}
     real_render = prompts.render
 

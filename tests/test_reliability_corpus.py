@@ -43,6 +43,7 @@ def test_fuzz_set_is_large_seeded_and_covers_every_category():
     assert [c.files for c in again] == [c.files for c in CASES]  # deterministic
 
 
+@pytest.mark.slow  # seconds, not milliseconds: left out of `make test-fast`
 def test_every_case_loads_cleanly_or_is_rejected_naming_file_and_line(tmp_path):
     result = check_loading(CASES, tmp_path)
     write_result("corpus_load", {"seed": 6, **result})

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from conftest import StoreFactory, make_settings
 from reliability.common import (
     Snapshot,
     differences,
@@ -28,7 +28,6 @@ from reliability.common import (
     write_result,
 )
 from reliability.corpus_cases import base_corpus, listing
-from reliability.faults import FAULTS, FaultLLMServer, closed_port
 from reliability.injection import inspect
 from reliability.killing import kill_campaign
 
@@ -37,6 +36,7 @@ from assistant.corpus import load_papers
 from assistant.engine import OFFLINE_NOTE, Engine
 from assistant.errors import AssistantError, StoreError
 from assistant.ingest import ingest
+from assistant.testing.fake_openai import FAULTS, FakeLLMServer, closed_port
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Base paper 0: Segmentation in clinical practice — what does it report?"
@@ -45,13 +45,10 @@ LLM_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
-def small_store(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("faults")
-    corpus = root / "base.txt"
+def small_store(make_store: StoreFactory, tmp_path_factory: pytest.TempPathFactory):
+    corpus = tmp_path_factory.mktemp("faults-corpus") / "base.txt"
     corpus.write_text(base_corpus(), encoding="utf-8")
-    settings = make_settings(root / "store", embed_backend="hash")
-    ingest(settings, [corpus], progress=False)
-    return settings, corpus
+    return make_store(corpus, name="faults"), corpus
 
 
 # --- LLM endpoint faults ------------------------------------------------------------------------
@@ -78,9 +75,9 @@ def test_every_llm_fault_gets_the_offline_answer_within_the_timeout(small_store)
                 )
                 requests = None
             else:
-                with FaultLLMServer(fault) as server:
+                with FakeLLMServer.faulty(fault) as server:
                     elapsed, answer = _ask_through(settings, server.base_url, history if follow_up else [])
-                    requests = server.requests
+                    requests = len(server.requests)
             row = {
                 "fault": fault,
                 "what": FAULTS.get(fault, "nothing listening on the port"),
@@ -104,7 +101,7 @@ def test_every_llm_fault_gets_the_offline_answer_within_the_timeout(small_store)
             if elapsed > LLM_TIMEOUT + 10:  # loose: the report carries the real numbers
                 failures.append(f"{fault}: took {elapsed:.1f}s with a {LLM_TIMEOUT:g}s timeout")
     # A healthy endpoint still answers in LLM mode (the harness is not failing everything).
-    with FaultLLMServer("ok") as server:
+    with FakeLLMServer.faulty("ok") as server:
         _, healthy = _ask_through(settings, server.base_url, [])
     write_result("llm_faults", {"timeout": LLM_TIMEOUT, "rows": rows, "healthy_mode": healthy.mode})
     assert healthy.mode == "llm" and healthy.llm_error is None
@@ -430,7 +427,6 @@ def test_missing_or_damaged_stores_give_a_clear_message_and_rebuild(small_store,
 def test_cli_reports_a_damaged_store_and_rebuild_recovers(small_store, tmp_path):
     """The documented recovery, through the real command line."""
     good_settings, corpus = small_store
-    exe = Path(sys.executable).with_name("assistant")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "OPENAI_"))},
         "ASSISTANT_EMBED_BACKEND": "hash",
@@ -442,7 +438,9 @@ def test_cli_reports_a_damaged_store_and_rebuild_recovers(small_store, tmp_path)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(exe), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180
+            # The `assistant` command with the test doubles registered (the hash embedder).
+            [sys.executable, "-m", "assistant.testing.cli", *args], capture_output=True, text=True,
+            env=env, cwd=tmp_path, timeout=180
         )
 
     broken = cli("ask", QUESTION, "--store", str(store))

@@ -11,29 +11,22 @@ import json
 from collections import Counter, defaultdict
 
 import pytest
-from conftest import make_settings
+from conftest import StoreFactory
 from reliability.common import write_result
 from reliability.injection import POISONS, inspect, naive_reply, poisoned_corpus, question_for
 
 from assistant.corpus import is_code_link
 from assistant.engine import Answer, Engine
-from assistant.fake_llm_server import FakeLLMServer
-from assistant.ingest import ingest
+from assistant.testing.fake_openai import FakeLLMServer
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def poisoned(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("injection")
+def poisoned(make_store: StoreFactory):
     records = poisoned_corpus()
-    path = root / "poisoned.jsonl"
-    path.write_text(
-        "".join(json.dumps({k: v for k, v in r.items() if k != "poison"}) + "\n" for r in records),
-        encoding="utf-8",
-    )
-    settings = make_settings(root / "store", embed_backend="hash")
-    ingest(settings, [path], progress=False)
+    settings = make_store([{k: v for k, v in r.items() if k != "poison"} for r in records],
+                          name="injection")
     with FakeLLMServer(naive_reply) as server:
         yield settings, records, server
 

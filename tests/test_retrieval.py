@@ -1,25 +1,19 @@
-"""Retrieval on the real corpus and model (issue 3): recall targets on the dev and held-out question
-sets, named papers always retrieved, grouping by paper, list breadth, and no stale BM25.
-
-Targets (both question sets together, per kind): Recall@5 = 1.0 on single-paper questions
-(factual, paraphrase); Recall@10 >= 0.95 on list questions; both named papers retrieved in every
-comparative question; abstention on every unanswerable question and on no answerable one.
-"""
+"""Retrieval on the real corpus and model: named papers always retrieved, abstention signals,
+grouping by paper, list breadth, and no stale BM25. Quality on question sets is not asserted here:
+`assistant eval --check` compares the tune split with its floors (make test runs it)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import DATA, KNOWN_MISSED_ABSTENTIONS, make_settings
+from conftest import DATA, make_settings
 
-from assistant.corpus import normalize_title
 from assistant.engine import Engine
 from assistant.ingest import ingest
-from assistant.retrieval import HybridRetriever, RetrievalResult
+from assistant.retrieval import HybridRetriever
 
 SETS = {"dev": DATA / "dev_questions.jsonl", "heldout": DATA / "heldout_questions.jsonl"}
 
@@ -28,32 +22,13 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-QUESTIONS = [dict(q, set=name) for name, path in SETS.items() for q in load(path)]
-
-
-@pytest.fixture(scope="module")
-def runs(engine: Engine) -> dict[str, RetrievalResult]:
-    """Every question of both sets retrieved once (k=10, as `assistant eval` does)."""
-    return {q["question"]: engine.search(q["question"], k=10) for q in QUESTIONS}
-
-
-def recall(result: RetrievalResult, gold: list[str], k: int) -> float:
-    ranked = {normalize_title(h.title) for h in result.papers[:k]}
-    wanted = {normalize_title(t) for t in gold}
-    return len(wanted & ranked) / len(wanted)
-
-
-def by_kind(runs: dict[str, RetrievalResult], kind: str, k: int) -> tuple[float, dict[str, float]]:
-    scores = {q["question"]: recall(runs[q["question"]], q["gold_titles"], k)
-              for q in QUESTIONS if q["kind"] == kind}
-    per_set: dict[str, list[float]] = defaultdict(list)
-    for q in QUESTIONS:
-        if q["kind"] == kind:
-            per_set[q["set"]].append(scores[q["question"]])
-    misses = {q: s for q, s in scores.items() if s < 1.0}
-    mean = sum(scores.values()) / len(scores)
-    detail = {name: round(sum(v) / len(v), 3) for name, v in per_set.items()} | {"misses": misses}
-    return mean, detail
+def test_the_blind_halves_are_distinct_and_cover_every_kind():
+    tune = load(DATA / "blind" / "tune.jsonl")
+    locked = load(DATA / "blind" / "locked.jsonl")
+    assert not {q["question"] for q in tune} & {q["question"] for q in locked}
+    for half in (tune, locked):
+        assert {q["kind"] for q in half} == {"factual", "paraphrase", "list", "comparative",
+                                             "unanswerable"}
 
 
 def test_question_sets_are_present_and_distinct():
@@ -63,40 +38,6 @@ def test_question_sets_are_present_and_distinct():
     assert not dev & {q["question"] for q in heldout}
     assert {q["kind"] for q in heldout} == {"factual", "paraphrase", "list", "comparative",
                                             "unanswerable"}
-
-
-@pytest.mark.parametrize("kind", ["factual", "paraphrase"])
-def test_single_paper_questions_have_the_paper_in_the_top_5(runs, kind):
-    mean, detail = by_kind(runs, kind, 5)
-    assert mean == 1.0, detail
-
-
-def test_list_questions_reach_recall_at_10_of_0_95(runs):
-    mean, detail = by_kind(runs, "list", 10)
-    assert mean >= 0.95, detail
-    assert detail["dev"] >= 0.95 and detail["heldout"] >= 0.95, detail
-
-
-def test_comparative_questions_retrieve_every_named_paper(runs):
-    missing = {q["question"]: q["gold_titles"] for q in QUESTIONS
-               if q["kind"] == "comparative" and recall(runs[q["question"]], q["gold_titles"], 10) < 1}
-    assert not missing
-
-
-def test_no_answerable_question_abstains(runs):
-    wrongly = [q["question"] for q in QUESTIONS
-               if q["kind"] != "unanswerable" and not runs[q["question"]].covered]
-    assert not wrongly
-
-
-@pytest.mark.parametrize("question", [
-    pytest.param(q["question"], id=f"{q['set']}-{i}", marks=pytest.mark.xfail(
-        strict=True, reason="known weakness: unseen disease in a familiar setting"))
-    if q["question"] in KNOWN_MISSED_ABSTENTIONS else pytest.param(q["question"], id=f"{q['set']}-{i}")
-    for i, q in enumerate(QUESTIONS) if q["kind"] == "unanswerable"
-])
-def test_unanswerable_questions_abstain(runs, question):
-    assert not runs[question].covered, [h.title for h in runs[question].papers[:3]]
 
 
 # --- a disease the corpus never mentions ---------------------------------------------------------
@@ -202,7 +143,8 @@ def test_max_chunks_per_paper_is_a_setting(engine, corpus_store):
         assert all(len(h.passages) == 1 for h in retriever.retrieve(question).papers)
 
 
-@pytest.mark.parametrize("question", [q["question"] for q in QUESTIONS if q["kind"] == "list"][:6])
+@pytest.mark.parametrize("question", [q["question"] for path in SETS.values() for q in load(path)
+                                      if q["kind"] == "list"][:6])
 def test_list_questions_return_list_top_k_distinct_papers(engine, question):
     result = engine.search(question)
     assert result.kind == "list"

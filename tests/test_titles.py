@@ -179,9 +179,10 @@ def test_disease_names_are_found_longest_first_in_any_case():
 
 
 def test_the_bundled_disease_list_loads_with_its_source_noted():
-    from assistant.conditions import DISEASE_NAMES, default_lexicon
+    from assistant.conditions import default_lexicon
+    from assistant.resources import disease_names
 
-    assert DISEASE_NAMES.read_text(encoding="utf-8").startswith("# Disease Ontology")
+    assert disease_names().read_text(encoding="utf-8").startswith("# Disease Ontology")
     lexicon = default_lexicon()
     assert len(lexicon.names) > 10_000
     assert ("tuberculosis",) in lexicon.names and ("atrial", "fibrillation") in lexicon.names

@@ -39,7 +39,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import (
@@ -51,14 +53,23 @@ from pydantic import (
     StrictBool,
     WithJsonSchema,
     create_model,
+    model_validator,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.conversation import Turn
 from assistant.engine import Answer, Engine, clean_question
 from assistant.errors import AssistantError
+from assistant.feedback import FLAGS, FeedbackStore
 from assistant.settings import Settings
 from assistant.web.holder import EngineHolder
+from assistant.web.records import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    SearchRecord,
+    answer_fields,
+    search_record,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -388,6 +399,59 @@ def question_schema(limit: int) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": limit, "pattern": r"\w"}
 
 
+# A character that is not blank, for JSON Schema (ECMA-262 \s) and Python's str.strip() alike.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+
+
+class FeedbackRequest(BaseModel):
+    """Feedback on one answer; the records are those the answer came with. The schema states the
+    store's rules (FeedbackStore.add), so that a schema-valid request is accepted."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["rating"], "properties": {"rating": {"enum": ["up", "down"]}}},
+        {"required": ["flags"], "properties": {"flags": {"minItems": 1}}},
+        {"required": ["comment"], "properties": {"comment": {"pattern": NOT_BLANK}}},
+    ]})
+    question: str = Field(pattern=NOT_BLANK, description="The question that was answered.")
+    answer: str = Field("", description="The answer's text as shown.")
+    rating: Literal["up", "down"] | None = Field(None, description="Thumbs up or down.")
+    flags: list[Literal[FLAGS]] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=len(FLAGS),
+        description="wrong_citation: a citation does not support its claim; missing_paper: a "
+                    "paper that answers the question was not used.")
+    comment: str = Field("", description="Free text (setting ASSISTANT_FEEDBACK_MAX_CHARS).")
+    citations: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=100,
+        description="The answer's `citations` records; add \"wrong\": true to the wrong ones.")
+    sources: list[dict[str, Any]] = Field(default_factory=list, max_length=100,
+                                          description="The answer's `sources` records.")
+    expected_titles: list[str] = Field(
+        default_factory=list, max_length=20,
+        description="Titles of the papers the answer should have used (for missing_paper).")
+    kind: str = Field("", description="The answer's `kind`.")
+    mode: str = Field("", description="The answer's `mode`.")
+
+    @model_validator(mode="after")
+    def says_something(self) -> "FeedbackRequest":
+        if self.rating is None and not self.flags and not re.search(NOT_BLANK, self.comment):
+            raise ValueError("feedback needs a rating, a flag or a comment")
+        return self
+
+
+def feedback_model(settings: Settings) -> type[FeedbackRequest]:
+    """FeedbackRequest with this server's comment limit in the schema."""
+    return create_model(
+        "FeedbackRequest", __base__=FeedbackRequest,
+        comment=(str, Field("", max_length=settings.feedback_max_chars,
+                            description="Free text (setting ASSISTANT_FEEDBACK_MAX_CHARS).")))
+
+
+class FeedbackCreated(BaseModel):
+    object: Literal["feedback"] = "feedback"
+    id: int
+    created: float
+
+
 def request_models(settings: Settings, modes: tuple[str, ...]) -> tuple[type[BaseModel],
                                                                          type[BaseModel]]:
     """The chat and search request models of this server: its question length, conversation
@@ -469,12 +533,6 @@ def validate(engine: Engine, mode: str | None) -> None:
     if mode == "llm" and engine.llm is None:
         raise AssistantError("mode 'llm' was asked for but no LLM is configured",
                              hint="leave mode out, or configure an LLM on the server")
-
-
-def answer_fields(answer: Answer) -> dict[str, Any]:
-    data = answer.to_json()
-    return {key: data[key] for key in ("sources", "citations", "mode", "abstained", "kind",
-                                       "notice", "checks")}
 
 
 # --- streaming --------------------------------------------------------------------------------
@@ -576,14 +634,40 @@ async def stream_events(events: asyncio.Queue[tuple[str, Any]], stop: threading.
 
 
 # --- routes -----------------------------------------------------------------------------------
-CHAT_OK = {200: {"description": "A chat.completion object; with `stream: true`, a "
-                                "text/event-stream of chat.completion.chunk events ending with "
-                                "`data: [DONE]`.",
-                 "content": {"text/event-stream": {"itemSchema": {
-                     "type": "object", "required": ["data"],
-                     "properties": {"data": {"type": "string", "description": "A JSON "
-                                             "chat.completion.chunk; `[DONE]` at the end."},
-                                    "event": {"type": "string"}}}}}}}
+STREAM_DOC = ("With `stream: true`, a `text/event-stream` of `data: {chat.completion.chunk}` events "
+              "(schema ChatCompletionChunk) ending with `data: [DONE]`; the last chunk carries the "
+              "answer's records.")
+CHAT_OK: dict[int | str, dict[str, Any]] = {200: {
+    "model": ChatCompletion, "description": STREAM_DOC,
+    # Each event as a client reads it (OpenAPI 3.2's itemSchema, which schemathesis checks every
+    # event against; a stream-wide `schema` would describe the events as one array): a `data`
+    # line holding a JSON ChatCompletionChunk (or an error), then `[DONE]`.
+    "content": {"text/event-stream": {
+        "itemSchema": {
+            "type": "object", "required": ["data"],
+            "properties": {"data": {"type": "string", "description": STREAM_DOC, "anyOf": [
+                {"contentMediaType": "application/json", "contentSchema": {"anyOf": [
+                    {"$ref": "#/components/schemas/ChatCompletionChunk"},
+                    {"$ref": "#/components/schemas/ErrorBody"}]}},
+                {"const": "[DONE]"}]},
+                           "event": {"type": "string"}}}}}}}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """The OpenAPI document also describes a streamed answer's chunks (ChatCompletionChunk), which
+    no route returns as JSON. Served behind the API's credentials by server.add_api_docs()."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            chunk = ChatCompletionChunk.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(chunk.pop("$defs", {}))
+            schemas["ChatCompletionChunk"] = chunk
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None = None,
@@ -591,6 +675,8 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
     auth = auth or ApiAuth(settings)
     limiter = limiter or Limiter(settings.concurrency, settings.queue_size,
                                  settings.busy_retry_after)
+    feedback = FeedbackStore(settings)
+    feedback_request = feedback_model(settings)
     has_llm = (holder.get().llm is not None if holder.ready
                else settings.llm_configured and settings.answer_mode != "extractive")
     chat_model, search_model = request_models(
@@ -642,30 +728,28 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
             **answer_fields(answer),
         }
 
-    async def _search(q: str, k: int | None) -> dict[str, Any]:
+    async def _search(q: str, k: int | None) -> SearchRecord:
         engine = holder.get()
         result = await limiter.run(engine.search, question_text(q, limit), k)
-        return {
-            "object": "search.result", "query": result.question, "kind": result.kind,
-            "covered": result.covered, "best_similarity": round(result.best_similarity, 4),
-            "papers": [
-                {"rank": rank, "paper_id": hit.paper_id, "title": hit.title, "url": hit.url,
-                 "score": round(hit.score, 5),
-                 "passages": [{"text": p.text, "score": round(p.score, 5)} for p in hit.passages]}
-                for rank, hit in enumerate(result.papers, start=1)
-            ],
-        }
+        return search_record(result)
 
     @router.get("/v1/search")
     async def search_get(
             q: Annotated[str, Query(description="The query.",
                                     json_schema_extra=question_schema(limit))],
             k: Annotated[int | None, Query(ge=1, le=50, description="Papers to return.")] = None,
-    ) -> dict[str, Any]:
+    ) -> SearchRecord:
         return await _search(q, k)
 
     @router.post("/v1/search")
-    async def search_post(request: search_model) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def search_post(request: search_model) -> SearchRecord:  # type: ignore[valid-type]
         return await _search(request.q, request.k)
+
+    @router.post("/v1/feedback", status_code=201)
+    async def post_feedback(request: feedback_request) -> FeedbackCreated:  # type: ignore[valid-type]
+        """Thumbs up/down and flags on an answer, stored in the store directory; `assistant
+        feedback export` turns the negative ones into evaluation questions."""
+        item = await run_in_threadpool(lambda: feedback.add(**request.model_dump()))
+        return FeedbackCreated(id=item.id, created=item.created)
 
     return router

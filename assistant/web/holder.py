@@ -10,6 +10,7 @@ from assistant.engine import Engine
 from assistant.errors import AssistantError
 from assistant.ingest import ingest
 from assistant.settings import Settings
+from assistant.store import PaperStore
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,35 @@ class EngineHolder:
             self._ready.set()
 
     # --- startup --------------------------------------------------------------------------
+    @classmethod
+    def start(cls, settings: Settings, *, background_load: bool = False) -> EngineHolder:
+        """The holder of a serving process: on an empty store with `auto_ingest`, the index is
+        built (then the engine loaded) in the background; otherwise the engine is loaded now, or
+        in the background with `background_load`."""
+        holder = cls(settings)
+        ingest_first = holder.check_store()
+        if ingest_first or background_load:
+            holder.start_background(ingest_first=ingest_first)
+        else:
+            holder._engine = Engine(settings)
+            holder.phase = "ready"
+            holder._ready.set()
+        return holder
+
+    def check_store(self) -> bool:
+        """Whether the index must be built first (an empty store with `auto_ingest`); a
+        mismatched store, or an empty one without `auto_ingest`, is an error now rather than after
+        a load."""
+        store = PaperStore(self.settings)
+        store.check_compatible()
+        if store.count_papers() > 0:
+            return False
+        if not self.settings.auto_ingest:
+            raise AssistantError(f"the store at {self.settings.store_dir} is empty",
+                                 hint="build it with `assistant ingest`, or set "
+                                      "ASSISTANT_AUTO_INGEST=true")
+        return True
+
     def start_background(self, *, ingest_first: bool) -> None:
         threading.Thread(target=self._load, args=(ingest_first,), name="engine-loader",
                          daemon=True).start()

@@ -14,7 +14,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +29,20 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant import tracing
 from assistant.engine import Engine
 from assistant.errors import AssistantError
 from assistant.settings import Settings
-from assistant.store import PaperStore
-from assistant.web.api import ApiAuth, Limiter, build_router, error_body, install_error_handlers
+from assistant.web.api import (
+    ApiAuth,
+    Limiter,
+    build_router,
+    error_body,
+    install_error_handlers,
+    install_openapi,
+)
 from assistant.web.holder import EngineHolder
+from assistant.web.mcp import MCP_PATH, build_mcp, mount_mcp
 from assistant.web.ui import CSS, HEAD, build_ui, theme
 
 log = logging.getLogger(__name__)
@@ -45,8 +54,9 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def is_api_path(path: str) -> bool:
-    """The API's paths (the rest belongs to the UI mounted at `/`)."""
-    return path == "/health" or path == "/v1" or path.startswith(("/v1/", "/api/"))
+    """The API's paths, MCP's included (the rest belongs to the UI mounted at `/`)."""
+    return (path in ("/health", "/v1", MCP_PATH)
+            or path.startswith(("/v1/", "/api/", MCP_PATH + "/")))
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, status: int, message: str, *,
@@ -410,38 +420,37 @@ def parse_ui_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def _store_is_empty(settings: Settings) -> bool:
-    store = PaperStore(settings)
-    store.check_compatible()  # a mismatched store is reported now, not after a load
-    return store.count_papers() == 0
-
-
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The FastAPI app: API routes first, then the Gradio UI mounted at `/`."""
     auth = parse_ui_auth(settings.ui_auth)
-    if engine is not None:
-        holder = EngineHolder(settings, engine)
-    else:
-        holder = EngineHolder(settings)
-        if _store_is_empty(settings):
-            if not settings.auto_ingest:
-                raise AssistantError(f"the store at {settings.store_dir} is empty",
-                                     hint="build it with `assistant ingest`, or set "
-                                          "ASSISTANT_AUTO_INGEST=true")
-            print(f"First start: building the index of {len(settings.corpus_paths)} corpus "
-                  "file(s) in the background; the page shows the progress.", flush=True)
-            holder.start_background(ingest_first=True)
-        else:
-            holder = EngineHolder(settings, Engine(settings))
+    tracing.configure()  # on only with the OTEL_* settings
+    holder = EngineHolder(settings, engine) if engine is not None else EngineHolder.start(settings)
+    if not holder.ready:
+        print(f"First start: building the index of {len(settings.corpus_paths)} corpus "
+              "file(s) in the background; the page shows the progress.", flush=True)
+    api_auth = ApiAuth(settings)  # the HTTP API's and MCP's credentials
+    # API and MCP calls together.
+    limiter = Limiter(settings.concurrency, settings.queue_size, settings.busy_retry_after)
+    mcp = build_mcp(holder, settings, limiter) if settings.mcp_http else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if mcp is not None:
+                await stack.enter_async_context(mcp.session_manager.run())
+            yield
 
     # The docs and the schema are served by add_api_docs(), behind the API's credentials.
-    app = FastAPI(title="Paper assistant", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Paper assistant", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.state.holder = holder
     app.state.settings = settings
     install_error_handlers(app)
-    api_auth = ApiAuth(settings)
-    app.state.limiter = Limiter(settings.concurrency, settings.queue_size, settings.busy_retry_after)
-    app.include_router(build_router(holder, settings, api_auth, app.state.limiter))
+    app.state.limiter = limiter
+    install_openapi(app)  # app.openapi(): the routes' schema plus the streamed chunk's
+    app.include_router(build_router(holder, settings, api_auth, limiter))
+    if mcp is not None:
+        mount_mcp(app, mcp, api_auth, settings)
     session = UiSession()
     add_api_docs(app, settings, api_auth, session)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from assistant.chunks import chunk_paper
 from assistant.corpus import Paper
 from assistant.lexical import bm25_is_fresh
 from assistant.settings import Settings
+from assistant.stats import percentile
 from assistant.store import PaperStore
 
 # The committed record behind docs/RELIABILITY.md; `report --run` refreshes it. Plain test runs
@@ -181,16 +181,9 @@ def read_result(name: str) -> dict[str, Any] | None:
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
-    ordered = sorted(values)
-    cuts = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else ordered * 99
-    return {
-        "p50": round(cuts[49], 3),
-        "p95": round(cuts[94], 3),
-        "p99": round(cuts[98], 3),
-        "max": round(ordered[-1], 3),
-    }
+    """p50/p95/p99/max, by the one percentile rule of the package (assistant.stats)."""
+    return {name: round(percentile(values, q), 3)
+            for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))}
 
 
 def chunk_texts(settings: Settings) -> dict[str, list[str]]:

@@ -513,7 +513,7 @@ def wrong_types(rng: random.Random) -> list[Case]:
         ('{"title": "t", "abstract": "x",}', "JSON", "JSON"),
     ]
     csv_bad: list[tuple[str, int, str]] = [
-        ("Title,Abstract\nA,b\n", 1, "lacks"),
+        ("Heading,Abstract\nA,b\n", 1, "lacks"),  # field names are case-insensitive (issue 15)
         ("name,summary\nA,b\n", 1, "lacks"),
         ("title\nA\n", 1, "lacks"),
         ('title,abstract\nA,"unclosed quote\nB,c\nD,e\n', 2, "quote"),

@@ -16,15 +16,10 @@ def main() -> None:
     store, corpus, lock_timeout, go = sys.argv[1:5]
     from assistant.errors import AssistantError
     from assistant.ingest import ingest
-    from assistant.settings import Settings
+    from assistant.testing import make_settings
 
-    settings = Settings(
-        _env_file=None,
-        store_dir=Path(store),
-        embed_backend="hash",  # type: ignore[call-arg]
-        ingest_batch_papers=4,
-        ingest_lock_timeout=float(lock_timeout),
-    )
+    settings = make_settings(Path(store), embed_backend="hash", ingest_batch_papers=4,
+                             ingest_lock_timeout=float(lock_timeout))
     print("ready", flush=True)
     while not Path(go).exists():
         time.sleep(0.01)

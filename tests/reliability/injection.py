@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from assistant import prompts
-from assistant.fake_llm_server import Reply, prompt_text
+from assistant.testing.fake_openai import Reply, prompt_text
 
 from .common import abstract, sentence
 

@@ -32,14 +32,9 @@ def warm_up() -> None:
 
 def child(store: Path, corpus: Path, batch: int) -> None:
     from assistant.ingest import ingest
-    from assistant.settings import Settings
+    from assistant.testing import make_settings
 
-    settings = Settings(
-        _env_file=None,
-        store_dir=store,
-        embed_backend="hash",  # type: ignore[call-arg]
-        ingest_batch_papers=batch,
-    )
+    settings = make_settings(store, embed_backend="hash", ingest_batch_papers=batch)
     started = time.perf_counter()
     summary = ingest(
         settings,

@@ -125,19 +125,14 @@ def kill_campaign(root: Path, points: int = 20, seed: int = 20, batch: int = 2) 
     the corpus: the same paper ids, chunk ids and chunk texts, nothing else, BM25 in step."""
     from assistant.corpus import load_papers
     from assistant.ingest import ingest
-    from assistant.settings import Settings
     from assistant.store import PaperStore
+    from assistant.testing import make_settings
 
     from .common import Snapshot, chunk_texts, differences, expected_after, expected_texts, papers, snapshot
     from .corpus_cases import listing
 
-    def settings_for(store: Path) -> Settings:
-        return Settings(
-            _env_file=None,
-            store_dir=store,
-            embed_backend="hash",  # type: ignore[call-arg]
-            ingest_batch_papers=batch,
-        )
+    def settings_for(store: Path) -> Any:
+        return make_settings(store, embed_backend="hash", ingest_batch_papers=batch)
 
     root.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)

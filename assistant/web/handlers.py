@@ -1,0 +1,506 @@
+"""What the web UI does, apart from its layout: one class whose methods take the page's values
+and return the values to show, as a dict keyed by output name (ui.py maps the names to
+components). Nothing here needs a browser: tests call the methods directly.
+
+An answer runs in three steps: `begin` (instant: checks the input, locks the input box, shows the
+question), `answer` (queued: streams, then saves the conversation) and `finish` (unlocks).
+`stop` cancels a running answer: the page cancels the queued event, and the generator, at its
+next step, closes the engine's stream, which stops the LLM request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from assistant.conversation import Turn
+from assistant.engine import Answer, Engine, clean_question
+from assistant.errors import AssistantError
+from assistant.retrieval import COMPARE
+from assistant.settings import Settings
+from assistant.store import PaperRecord
+from assistant.web.conversations import Conversation, ConversationStore, Exchange
+from assistant.web.holder import EngineHolder
+from assistant.web.render import (
+    NOT_UNDERSTOOD,
+    ExchangeView,
+    PaperRow,
+    SourceView,
+    corpus_page_html,
+    header_html,
+    live_html,
+    notice_html,
+    paper_html,
+    scope_html,
+    selection_html,
+    sources_html,
+    status_html,
+    thread_html,
+)
+from assistant.web.support import supporting_sentences
+from assistant.web.topics import TopicMapCache, legend_html, sample, svg
+from assistant.web.understanding import corpus_words, known_word, understood
+
+log = logging.getLogger(__name__)
+
+OFFLINE_LABEL = "offline: quoting the papers"
+MAX_COMPARE = 4
+MAX_SELECTED = 8  # papers one "ask about these" question can be limited to
+CORPUS_PAGE = 25
+FEEDBACK_FLAGS = {"up": ("up", []), "down": ("down", []),
+                  "wrong_citation": ("down", ["wrong_citation"]),
+                  "missing_paper": ("down", ["missing_paper"])}
+Out = dict[str, Any]
+
+
+@dataclass
+class Pending:
+    """A question accepted by `begin`, waiting for (or being answered by) `answer`."""
+
+    question: str
+    compare: list[str] = field(default_factory=list)
+    scope: list[str] = field(default_factory=list)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    exchange_id: str = field(default_factory=lambda: "a" + uuid.uuid4().hex[:10])
+
+
+class CorpusCache:
+    """The store's papers and what the UI derives from them, rebuilt when the store changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[int, int] | None = None
+        self.papers: list[PaperRecord] = []
+        self.by_id: dict[str, PaperRecord] = {}
+        self.by_title: dict[str, PaperRecord] = {}
+        self.known: Any = None
+
+    def refresh(self, engine: Engine) -> CorpusCache:
+        key = (engine.store.generation, engine.store.count_papers())
+        with self._lock:
+            if key != self._key:
+                papers = sorted(engine.papers(), key=lambda p: p.title.lower())
+                self.papers = papers
+                self.by_id = {p.id: p for p in papers}
+                self.by_title = {p.title: p for p in papers}
+                self.known = known_word(corpus_words(f"{p.title} {p.abstract}" for p in papers))
+                self._key = key
+        return self
+
+
+def row(paper: PaperRecord) -> PaperRow:
+    return PaperRow(paper.id, paper.title, paper.url, paper.abstract, paper.year, paper.authors)
+
+
+def owner_of(username: str | None) -> str:
+    return username or ""
+
+
+class UIHandlers:
+    def __init__(self, holder: EngineHolder, settings: Settings,
+                 conversations: ConversationStore | None = None) -> None:
+        self.holder = holder
+        self.settings = settings
+        self.conversations = conversations or ConversationStore(settings.store_dir)
+        self.corpus = CorpusCache()
+        self.maps = TopicMapCache(settings.store_dir)
+        self.llm_expected = settings.llm_configured and settings.answer_mode != "extractive"
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+        self._stopped: set[str] = set()
+
+    # --- header, mode, startup ------------------------------------------------------------------
+    def mode_label(self, engine: Engine | None, mode: str | None) -> str:
+        if engine is not None and engine.llm is not None and mode != "extractive":
+            return engine.mode_label
+        if engine is None and self.llm_expected and mode != "extractive":
+            return f"LLM: {self.settings.llm_model}"
+        return OFFLINE_LABEL
+
+    def header(self, mode: str | None) -> str:
+        engine = self.holder.get() if self.holder.ready else None
+        label = self.mode_label(engine, mode)
+        papers = engine.store.count_papers() if engine else None
+        return header_html(label, papers, self.holder.describe(), offline=label == OFFLINE_LABEL)
+
+    def refresh(self, mode: str | None) -> Out:
+        """Header, status, the Compare picker's choices and the mode control: filled once the
+        engine is ready; until then the header shows the startup progress and the timer polls."""
+        if not self.holder.ready:
+            return {"header": self.header(mode), "status": notice_html(self.holder.describe(), "info"),
+                    "timer": gr.Timer(active=self.holder.error is None)}
+        engine = self.holder.get()
+        corpus = self.corpus.refresh(engine)
+        if engine.llm is not None:
+            # "extractive" is kept only when the reader could have chosen it (the control was live).
+            chosen = "extractive" if mode == "extractive" and self.llm_expected else "llm"
+            radio = gr.Radio(choices=[(engine.mode_label, "llm"), (OFFLINE_LABEL, "extractive")],
+                             value=chosen, interactive=True)
+        else:
+            radio = gr.Radio(choices=[(OFFLINE_LABEL, "extractive")], value="extractive",
+                             interactive=False)
+        return {"header": self.header(mode), "status": status_html(engine.status()),
+                "picks": gr.Dropdown(choices=[p.title for p in corpus.papers]),
+                "mode": radio, "timer": gr.Timer(active=False)}
+
+    # --- conversations ------------------------------------------------------------------------
+    def views(self, conversation: Conversation | None) -> list[ExchangeView]:
+        return [view(e) for e in (conversation.exchanges if conversation else [])]
+
+    def history_choices(self, owner: str, current: str | None) -> Any:
+        summaries = self.conversations.list(owner)
+        return gr.Radio(choices=[(s.title or "(untitled)", s.id) for s in summaries],
+                        value=current if current and any(s.id == current for s in summaries) else None)
+
+    def show(self, conversation: Conversation, owner: str) -> Out:
+        exchanges = self.views(conversation)
+        return {"conversation": conversation, "thread": thread_html(exchanges),
+                "sources": sources_html(exchanges, self.settings.support_threshold),
+                "conv_id": conversation.id, "history": self.history_choices(owner, conversation.id),
+                "live": "", "notice": ""}
+
+    def open_conversation(self, conversation_id: str | None, owner: str) -> Out:
+        """A saved conversation (from the sidebar, or the page's address after a reload), or a
+        new one when it does not exist or belongs to someone else."""
+        found = self.conversations.get(owner, (conversation_id or "").strip())
+        return self.show(found or Conversation(), owner)
+
+    def new_conversation(self, owner: str) -> Out:
+        """The one way to start over: screen, memory, sources and the "ask about" scope."""
+        return {**self.show(Conversation(), owner), "scope": [], "scope_view": "", "question": ""}
+
+    def delete_conversation(self, conversation: Conversation | None, owner: str) -> Out:
+        if conversation is not None and conversation.id:
+            self.conversations.delete(owner, conversation.id)
+        return self.new_conversation(owner)
+
+    # --- asking -------------------------------------------------------------------------------
+    def begin(self, question: str, conversation: Conversation | None, scope: Sequence[str],
+              compare: Sequence[str] = ()) -> Out:
+        """Check the question before anything changes (on failure it stays in the box, with the
+        reason shown once, inline); on success lock the input and show the question at once."""
+        conversation = conversation or Conversation()
+        try:
+            question = clean_question(question, self.settings.max_question_chars)
+            if 2 * len(conversation.exchanges) + 2 > self.settings.max_turns:
+                raise AssistantError(
+                    f"this conversation has reached {self.settings.max_turns} messages, the limit",
+                    hint="press “New conversation” to start over (setting ASSISTANT_MAX_TURNS)")
+        except AssistantError as exc:
+            return {"pending": None, "notice": notice_html(message(exc)), "error": message(exc)}
+        pending = Pending(question, list(compare), list(scope))
+        waiting = "Waiting for the assistant…" if not self.holder.ready else "Searching the papers…"
+        return {"pending": pending, "notice": "", "compare_msg": "",
+                "question": gr.update(value="", interactive=False),
+                "send": gr.update(visible=False), "stop": gr.update(visible=True),
+                "live": live_html(ExchangeView(pending.exchange_id, question, ""), waiting,
+                                  comparison=self._comparison(pending))}
+
+    def begin_compare(self, titles: Sequence[str] | None, conversation: Conversation | None,
+                      scope: Sequence[str]) -> Out:
+        titles = list(dict.fromkeys(titles or []))
+        problem = ""
+        if len(titles) < 2:
+            problem = "Pick at least two papers to compare."
+        elif len(titles) > MAX_COMPARE:
+            problem = f"Pick at most {MAX_COMPARE} papers to compare."
+        elif self.holder.ready:
+            known = self.corpus.refresh(self.holder.get()).by_title
+            unknown = [t for t in titles if t not in known]
+            if unknown:
+                problem = f"Not in the collection: {'; '.join(unknown)}"
+        if problem:
+            return {"pending": None, "compare_msg": notice_html(problem), "error": problem}
+        question = f"Compare {', '.join(titles[:-1])} and {titles[-1]}"
+        if len(question) > self.settings.max_question_chars:
+            question = "Compare the selected papers"
+        return self.begin(question, conversation, scope, compare=titles)
+
+    def answer_now(self, started: Out, conversation: Conversation | None, k: float | None,
+                   mode: str | None, owner: str) -> Out:
+        """`begin` then `answer` in one call, for API clients of the page (gradio_client): the
+        final outputs, or an AssistantError with the reason a question was refused."""
+        if started["pending"] is None:
+            raise AssistantError(started["error"])
+        result: Out = {}
+        for out in self.answer(started["pending"], conversation, k, mode, owner):
+            result.update(out)
+        return result
+
+    def finish(self) -> Out:
+        return {"question": gr.update(interactive=True), "send": gr.update(visible=True),
+                "stop": gr.update(visible=False)}
+
+    def stop(self, pending: Pending | None) -> Out:
+        """The Stop button: the running answer ends (the page cancels its event; the engine's
+        stream is closed at its next step) and the question goes back into the box."""
+        if pending is not None:
+            with self._lock:
+                if pending.token in self._running:
+                    self._stopped.add(pending.token)
+        return {**self.finish(), "pending": None, "live": "",
+                "question": gr.update(value=pending.question if pending else "", interactive=True),
+                "notice": notice_html("Stopped. The question is back in the box.", "info")}
+
+    def stopped(self, token: str) -> bool:
+        with self._lock:
+            return token in self._stopped
+
+    def _comparison(self, pending: Pending) -> bool:
+        return len(pending.compare) >= 2 or bool(COMPARE.search(pending.question))
+
+    def answer(self, pending: Pending | None, conversation: Conversation | None, k: float | None,
+               mode: str | None, owner: str) -> Iterator[Out]:
+        """Stream the answer into the live area; at the end move it into the conversation, draw
+        its sources, save the conversation."""
+        if pending is None:  # `begin` refused the question and said why
+            yield {}
+            return
+        conversation = conversation or Conversation()
+        with self._lock:
+            self._running.add(pending.token)
+        try:
+            yield from self._answer(pending, conversation, k, mode, owner)
+        finally:
+            with self._lock:
+                self._running.discard(pending.token)
+                self._stopped.discard(pending.token)
+
+    def _answer(self, pending: Pending, conversation: Conversation, k: float | None,
+                mode: str | None, owner: str) -> Iterator[Out]:
+        live = ExchangeView(pending.exchange_id, pending.question, "")
+        comparison = self._comparison(pending)
+        while not self.holder.ready and self.holder.error is None:
+            yield {"live": live_html(live, f"The assistant is starting: {self.holder.describe()}…")}
+            self.holder.wait(1.0)
+            if self.stopped(pending.token):
+                return
+        try:
+            engine = self.holder.get()
+            corpus = self.corpus.refresh(engine)
+            if not (pending.compare or pending.scope) and not understood(
+                    pending.question, corpus.known, in_conversation=bool(conversation.exchanges)):
+                exchange = Exchange(pending.exchange_id, pending.question, NOT_UNDERSTOOD,
+                                    {"understood": False, "mode": "none"})
+                yield from self._done(conversation, exchange, owner)
+                return
+            use_mode = mode if engine.llm is not None and mode in ("llm", "extractive") else None
+            llm = engine.llm is not None and use_mode != "extractive"
+            name = engine.llm.name if engine.llm is not None else "the LLM"
+            status = f"Searching the papers, then asking {name}…" if llm else "Searching the papers…"
+            yield {"live": live_html(live, status, comparison=comparison and llm)}
+            turns = [Turn(role, text) for e in conversation.exchanges
+                     for role, text in (("user", e.question), ("assistant", e.answer))]
+            titles = pending.compare or pending.scope
+            # "Ask about these": the selected papers are the named ones, and the only ones kept.
+            top = len(pending.scope) if pending.scope and not pending.compare else (int(k) if k else None)
+            result: Answer | None = None
+            events = engine.stream(pending.question, turns, mode=use_mode, k=top,
+                                   compare_titles=list(titles))
+            try:
+                for event in events:
+                    if self.stopped(pending.token):
+                        return
+                    if isinstance(event, Answer):
+                        result = event
+                    elif llm:
+                        yield {"live": live_html(live, f"{name} is writing…", comparison=comparison,
+                                                 body=event)}
+            finally:
+                events.close()  # a stopped answer stops the LLM request here
+            assert result is not None
+        except AssistantError as exc:
+            yield {"live": "", "notice": notice_html(message(exc)),
+                   "question": gr.update(value=pending.question)}
+            return
+        except Exception as exc:
+            log.exception("answering failed")
+            yield {"live": "", "notice": notice_html(
+                f"Internal error ({type(exc).__name__}); see the server log."),
+                   "question": gr.update(value=pending.question)}
+            return
+        exchange = exchange_from(pending.exchange_id, result, supporting_sentences(engine, result),
+                                 engine.mode_label if result.mode == "llm" else OFFLINE_LABEL)
+        yield from self._done(conversation, exchange, owner)
+
+    def _done(self, conversation: Conversation, exchange: Exchange, owner: str) -> Iterator[Out]:
+        conversation.exchanges.append(exchange)
+        try:
+            self.conversations.save(owner, conversation)
+        except Exception as exc:  # the answer is shown all the same
+            log.warning("could not save the conversation: %s", exc)
+            yield {**self.show(conversation, owner),
+                   "notice": notice_html(f"The conversation could not be saved ({exc}).")}
+            return
+        yield self.show(conversation, owner)
+
+    # --- feedback -----------------------------------------------------------------------------
+    def thread_event(self, data: dict[str, Any] | None, conversation: Conversation | None) -> Out:
+        """Clicks inside the conversation that need the server: the feedback buttons."""
+        data = data or {}
+        kind = str(data.get("fb", ""))
+        exchange = next((e for e in (conversation.exchanges if conversation else [])
+                         if e.id == data.get("answer")), None)
+        if kind not in FEEDBACK_FLAGS or exchange is None:
+            return {}
+        rating, flags = FEEDBACK_FLAGS[kind]
+        return {"notice": notice_html(self.record_feedback(rating, exchange, flags), "info")}
+
+    def record_feedback(self, rating: str, exchange: Exchange, flags: list[str]) -> str:
+        # Imported here: assistant.feedback is optional (another module's work); without it the
+        # buttons say so instead of failing.
+        try:
+            from assistant.feedback import FeedbackStore  # type: ignore[import-not-found]
+        except ImportError:
+            return "Feedback storage is not available on this server."
+        sources = exchange.data.get("sources", [])
+        citations = [{"n": s["n"], "title": s["title"], "paper_id": s["paper_id"], "url": s["url"],
+                      "support": s.get("support"), "flagged": s.get("flagged", False)}
+                     for s in sources if s.get("cited")]
+        shown = [{k: s[k] for k in ("n", "title", "paper_id", "url", "score", "passages")}
+                 for s in sources]
+        try:
+            FeedbackStore(self.settings).add(
+                question=exchange.question, answer=exchange.answer, rating=rating, flags=flags,
+                citations=citations, sources=shown, kind=str(exchange.data.get("kind", "")),
+                mode=str(exchange.data.get("mode", "")))
+        except AssistantError as exc:
+            return f"Feedback not recorded: {exc.message}"
+        except Exception:  # a feedback store of another shape must not break the page
+            log.exception("recording feedback failed")
+            return "Feedback not recorded (see the server log)."
+        return "Thank you: your feedback was recorded."
+
+    # --- corpus -------------------------------------------------------------------------------
+    def corpus_view(self, query: str | None, page: int | None, selection: Sequence[str]) -> Out:
+        if not self.holder.ready:
+            return {"corpus": notice_html(self.holder.describe(), "info")}
+        corpus = self.corpus.refresh(self.holder.get())
+        words = [w for w in (query or "").lower().split() if w]
+        shown = [p for p in corpus.papers
+                 if all(w in p.title.lower() or w in p.abstract.lower() for w in words)]
+        pages = max(1, -(-len(shown) // CORPUS_PAGE))
+        page = min(max(int(page or 0), 0), pages - 1)
+        rows = [row(p) for p in shown[page * CORPUS_PAGE:(page + 1) * CORPUS_PAGE]]
+        return {"corpus": corpus_page_html(rows, set(selection), page, pages, len(corpus.papers),
+                                           len(shown)),
+                "page": page, "prev": gr.update(interactive=page > 0),
+                "next": gr.update(interactive=page < pages - 1)}
+
+    def corpus_search(self, query: str | None, selection: Sequence[str]) -> Out:
+        return self.corpus_view(query, 0, selection)
+
+    def corpus_page(self, query: str | None, page: int | None, step: int,
+                    selection: Sequence[str]) -> Out:
+        return self.corpus_view(query, (page or 0) + step, selection)
+
+    def corpus_toggle(self, data: dict[str, Any] | None, selection: Sequence[str]) -> Out:
+        data = data or {}
+        pid, on = str(data.get("id", "")), bool(data.get("on"))
+        chosen = [p for p in selection if p != pid]
+        notice = ""
+        if on and self.holder.ready and pid in self.corpus.refresh(self.holder.get()).by_id:
+            if len(chosen) >= MAX_SELECTED:
+                notice = notice_html(f"At most {MAX_SELECTED} papers can be selected.")
+            else:
+                chosen.append(pid)
+        return {**self.selection(chosen), "corpus_msg": notice}
+
+    def selection(self, chosen: Sequence[str]) -> Out:
+        titles = self._titles(chosen)
+        label = ("Ask about this paper" if len(titles) == 1 else "Ask about these papers" if titles
+                 else "Ask about the selected papers")
+        return {"selection": list(chosen), "selection_view": selection_html(titles),
+                "ask_selected": gr.update(interactive=bool(titles), value=label)}
+
+    def _titles(self, ids: Sequence[str]) -> list[str]:
+        if not self.holder.ready:
+            return []
+        by_id = self.corpus.refresh(self.holder.get()).by_id
+        return [by_id[i].title for i in ids if i in by_id]
+
+    def ask_about(self, ids: Sequence[str]) -> Out:
+        """Limit the next questions to these papers and go to the Ask tab."""
+        titles = self._titles(ids)[:MAX_SELECTED]
+        return {"scope": titles, "scope_view": scope_html(titles), "tabs": gr.Tabs(selected="ask"),
+                "scope_clear": gr.update(visible=bool(titles))}
+
+    def clear_scope(self) -> Out:
+        return {"scope": [], "scope_view": "", "scope_clear": gr.update(visible=False)}
+
+    # --- map ----------------------------------------------------------------------------------
+    def map_view(self, conversation: Conversation | None, selected: str | None = None) -> Out:
+        if not self.holder.ready:
+            return {"map": notice_html(self.holder.describe(), "info")}
+        engine = self.holder.get()
+        corpus = self.corpus.refresh(engine)
+
+        def load() -> tuple[list[str], Any, list[str], int]:
+            ids, vectors = engine.store.paper_vectors()
+            keep = sample(ids)
+            texts = [f"{corpus.by_id[ids[i]].title}. {corpus.by_id[ids[i]].abstract}"
+                     if ids[i] in corpus.by_id else "" for i in keep]
+            return [ids[i] for i in keep], vectors[keep], texts, len(ids)
+
+        topic_map = self.maps.get(engine.store.generation, load)
+        cited: dict[str, int] = {}
+        retrieved: dict[str, int] = {}
+        latest = next((e for e in reversed(conversation.exchanges if conversation else [])
+                       if e.data.get("sources")), None)
+        for s in latest.data["sources"] if latest else []:
+            (cited if s.get("cited") else retrieved)[s["paper_id"]] = s["n"]
+        titles = {p.id: p.title for p in corpus.papers}
+        return {"map": svg(topic_map, titles, cited, retrieved, selected),
+                "legend": legend_html(topic_map)}
+
+    def map_click(self, data: dict[str, Any] | None) -> Out:
+        pid = str((data or {}).get("id", ""))
+        paper = self.corpus.by_id.get(pid) if self.holder.ready else None
+        if paper is None:
+            return {}
+        return {"map_paper": paper_html(row(paper)), "map_pick": pid,
+                "ask_paper": gr.update(visible=True)}
+
+    def ask_about_paper(self, pid: str | None) -> Out:
+        return self.ask_about([pid] if pid else [])
+
+
+# --- records --------------------------------------------------------------------------------
+def message(exc: AssistantError) -> str:
+    text = exc.message[:1].upper() + exc.message[1:]
+    return f"{text}. {exc.hint[:1].upper() + exc.hint[1:]}." if exc.hint else f"{text}."
+
+
+def exchange_from(exchange_id: str, answer: Answer, support: dict[int, list[str]],
+                  mode_label: str) -> Exchange:
+    cited = {c.n: c for c in answer.citations}
+    sources = []
+    for s in answer.sources:
+        citation = cited.get(s.n)
+        sources.append(asdict(SourceView(
+            n=s.n, paper_id=s.paper_id, title=s.title, url=s.url, abstract=s.abstract,
+            passages=list(s.passages), score=float(s.score), cited=citation is not None,
+            support=float(citation.support) if citation else None,
+            flagged=bool(citation.flagged) if citation else False, sentences=support.get(s.n, []))))
+    # Cited papers first, in citation order; the panel keeps that order.
+    sources.sort(key=lambda s: (not s["cited"], s["n"]))
+    data = {"mode": answer.mode, "mode_label": mode_label, "abstained": answer.abstained,
+            "notice": answer.notice, "kind": answer.kind, "understood": True, "sources": sources,
+            "standalone": answer.standalone_question}
+    return Exchange(exchange_id, answer.question, answer.answer, data)
+
+
+def view(exchange: Exchange) -> ExchangeView:
+    data = exchange.data
+    return ExchangeView(
+        id=exchange.id, question=exchange.question, answer=exchange.answer,
+        mode=data.get("mode", "extractive"), mode_label=data.get("mode_label", ""),
+        abstained=bool(data.get("abstained")), notice=data.get("notice", ""),
+        kind=data.get("kind", "factual"), understood=bool(data.get("understood", True)),
+        sources=[SourceView(**s) for s in data.get("sources", [])])
