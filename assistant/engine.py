@@ -248,8 +248,13 @@ class Engine:
             return result, records, Decision([])
         decision = self.judge.judge(question, result,
                                     {pid: r.abstract for pid, r in records.items()})
+        # Named papers first, in the order the question names them; then by relevance.
+        lowered = question.lower()
+        mentioned = {e.paper_id: (lowered.find(e.name.lower()) % (len(lowered) + 1))
+                     for e in reversed(result.entities)}
         order = sorted(range(len(result.papers)), key=lambda i: (
-            not result.papers[i].named, -decision.judgements[i].probability))
+            not result.papers[i].named, mentioned.get(result.papers[i].paper_id, len(lowered) + 1),
+            -decision.judgements[i].probability))
         result.papers = [result.papers[i] for i in order]
         decision.judgements = [decision.judgements[i] for i in order]
         if k:

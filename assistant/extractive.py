@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from assistant.citations import SourceDoc
 from assistant.fitted import fitted_params
 from assistant.safety import is_instruction_like
-from assistant.sentences import STOP, SentenceVectors, numbers, split_sentences
+from assistant.sentences import SentenceVectors, numbers, split_sentences, stemmed_terms
 
 ASKS_NUMBER = re.compile(
     r"\b(how (many|much|accurate|well|fast|large|big)|what (is|are|was|were) the (score|accuracy|"
@@ -30,7 +29,6 @@ ASKS_DATA = re.compile(r"\b(datasets?|data|corpus|cohort|benchmark\w*|trained on
 ASK = re.compile(r"\b(what|which|who|when|where|why|how)\b", re.I)
 # Sentences quoted beyond `sentences_per_paper` for a question that asks several things.
 MAX_EXTRA_SENTENCES = 1
-TERM = re.compile(r"[A-Za-z][A-Za-z0-9\-+]{2,}")
 # Words of the question's form, which say nothing about where the answer is.
 QUESTION_WORDS = {"what", "which", "who", "when", "where", "why", "how", "many", "much", "does",
                   "did", "was", "were", "its", "has", "have", "their", "there", "each"}
@@ -87,7 +85,8 @@ def quote_features(question: str, sentences: list[str], vectors: SentenceVectors
     earlier sentence ("This ...") or states the authors' own work ("we ...")."""
     if not sentences:
         return []
-    q_terms = q_terms if q_terms is not None else _terms(question) - _terms(" ".join(QUESTION_WORDS))
+    if q_terms is None:
+        q_terms = stemmed_terms(question) - stemmed_terms(" ".join(QUESTION_WORDS))
     sims = vectors(sentences) @ query_vector
     wants_number = bool(ASKS_NUMBER.search(question))
     wants_data = bool(ASKS_DATA.search(question))
@@ -98,7 +97,7 @@ def quote_features(question: str, sentences: list[str], vectors: SentenceVectors
         rows.append({
             "bias": 1.0,
             "sim": float(sims[i]),
-            "coverage": len(_terms(sentence) & q_terms) / max(len(q_terms), 1),
+            "coverage": len(stemmed_terms(sentence) & q_terms) / max(len(q_terms), 1),
             "has_number": float(has_number),
             "number_asked": float(has_number and wants_number),
             "position": i / last,
@@ -138,12 +137,13 @@ class ExtractiveAnswerer:
         if not sentences:
             return []
         # Words of the paper's own title identify the paper, not the answer within it.
-        q_terms = _terms(question) - _terms(source.title) - _terms(" ".join(QUESTION_WORDS))
+        q_terms = (stemmed_terms(question) - stemmed_terms(source.title)
+                   - stemmed_terms(" ".join(QUESTION_WORDS)))
         rows = quote_features(question, sentences, self.vectors, query_vector, q_terms)
         coefficients = (fitted_params().get("quotes") or {}).get("coefficients") or FALLBACK_QUOTE
         base = [_linear(row, coefficients) - coefficients.get("coverage", 0.0) * row["coverage"]
                 for row in rows]
-        terms = [_terms(s) & q_terms for s in sentences]
+        terms = [stemmed_terms(s) & q_terms for s in sentences]
         chosen: list[Quote] = []
         covered: set[str] = set()
         remaining = list(range(len(sentences)))
@@ -260,24 +260,6 @@ class ExtractiveAnswerer:
 
     def _row_vectors(self) -> np.ndarray:
         return self.vectors([description for description, _ in ROWS.values()])
-
-
-_stemmer_lock = threading.Lock()
-_stemmer = None
-
-
-def _terms(text: str) -> set[str]:
-    """Stemmed content words ("trained", "training" -> "train"), acronyms included; "GPUs" ->
-    "gpu"."""
-    global _stemmer
-    words = [w[:-1] if re.fullmatch(r"[A-Z0-9]{2,}s", w) else w for w in TERM.findall(text)]
-    words = [w.lower() for w in words if w.lower() not in STOP]
-    with _stemmer_lock:
-        if _stemmer is None:
-            import Stemmer
-
-            _stemmer = Stemmer.Stemmer("english")
-        return set(_stemmer.stemWords(words))
 
 
 def _related(sources: list[SourceDoc]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from assistant.fitted import fitted_params
 from assistant.retrieval import PaperHit, RetrievalResult
-from assistant.sentences import STOP, SentenceVectors, split_sentences
+from assistant.sentences import SentenceVectors, split_sentences, stemmed_terms
 
 Verdict = Literal["answers", "related", "irrelevant"]
 Shape = Literal["single", "many", "comparative"]
@@ -30,7 +29,6 @@ PLURAL_ASK = re.compile(
     r"surveys|reviews|frameworks|tools|efforts|publications)\b|\b(list|any|all|several|other)\b",
     re.I,
 )
-WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-+]{2,}")
 QUESTION_FORM = {"what", "which", "who", "when", "where", "why", "how", "many", "much", "does",
                  "did", "was", "were", "its", "has", "have", "their", "there", "each", "any",
                  "paper", "papers", "study", "studies", "work", "works", "article", "articles",
@@ -55,23 +53,6 @@ class Judgement:
     probability: float
     verdict: Verdict
     features: dict[str, float] = field(default_factory=dict)
-
-
-_stemmer_lock = threading.Lock()
-_stemmer = None
-
-
-def stemmed_terms(text: str) -> set[str]:
-    """Stemmed content words ("trained", "training" -> "train"); "GPUs" -> "gpu"."""
-    global _stemmer
-    words = [w[:-1] if re.fullmatch(r"[A-Z0-9]{2,}s", w) else w for w in WORD.findall(text)]
-    words = [w.lower() for w in words if w.lower() not in STOP]
-    with _stemmer_lock:
-        if _stemmer is None:
-            import Stemmer
-
-            _stemmer = Stemmer.Stemmer("english")
-        return set(_stemmer.stemWords(words))
 
 
 def question_terms(question: str) -> set[str]:

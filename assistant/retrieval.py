@@ -42,6 +42,10 @@ COMPARE = re.compile(
 )
 # An explicit request to compare, where the papers may be described rather than named.
 EXPLICIT_COMPARE = re.compile(r"\b(compar\w*|vs\.?|versus|differ\w*|difference|contrast\w*)\b", re.I)
+# A part of a comparison that describes a paper: a definite description ("the nailfold capillary
+# dataset paper") or one that says it is about a paper, study or work.
+DESCRIBES = re.compile(r"^(?:the|a|an|this|that|these|those)\b|\b(?:paper|study|work|article|one)\b",
+                       re.I)
 # Papers of a described part's fused ranking that its description is compared with.
 DESCRIBED_POOL = 5
 # Where a comparison question separates the things it compares.
@@ -355,6 +359,8 @@ class HybridRetriever:
                      if w.lower() not in STOPWORDS and w.lower() not in FRAME]
             if len(words) < 2 or any(name in part.lower() for name in named_spans):
                 continue
+            if not DESCRIBES.search(part):
+                continue  # "Meditron-70B on QA accuracy" names something, it describes no paper
             vector = self.embedder.embed([part])[0]
             bundle = QueryBundle(query_str=part, embedding=vector.tolist())
             papers = self.fuse(self.candidates(part, bundle, vector), self.fusion_weights("factual"))

@@ -133,3 +133,22 @@ class SentenceVectors:
                     self._cache[sentence] = vector
                     added += 1
         return added
+
+
+# Content words for term matching: three characters or more, acronyms and hyphenated names kept.
+TERM = re.compile(r"[A-Za-z][A-Za-z0-9\-+]{2,}")
+_stemmer_lock = threading.Lock()
+_stemmer = None
+
+
+def stemmed_terms(text: str) -> set[str]:
+    """Stemmed content words ("trained", "training" -> "train"); "GPUs" -> "gpu"."""
+    global _stemmer
+    words = [w[:-1] if re.fullmatch(r"[A-Z0-9]{2,}s", w) else w for w in TERM.findall(text)]
+    words = [w.lower() for w in words if w.lower() not in STOP]
+    with _stemmer_lock:
+        if _stemmer is None:
+            import Stemmer
+
+            _stemmer = Stemmer.Stemmer("english")
+        return set(_stemmer.stemWords(words))

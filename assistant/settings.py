@@ -351,6 +351,14 @@ class Settings(BaseSettings):
         description="Cosine similarity a sentence needs to its column's description to fill a cell "
         "of the evidence table; below it the cell reads \"not stated\".",
     )
+    max_upload_files: int = Field(
+        20, ge=1, description="Most files one upload in the web UI's Corpus tab may hold.",
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024,
+        description="Largest total size, in bytes, of the files of one web UI upload. The server "
+        "also refuses any request body over max_body_bytes, so raise both for large uploads.",
+    )
 
     # --- derived --------------------------------------------------------------------------
     @property

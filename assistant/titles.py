@@ -227,7 +227,13 @@ class TitleIndex:
                     positions[pid] = norm_q.index(ntitle) * len(question) // max(len(norm_q), 1)
         # 2. exact aliases in any case, word-bounded, with or without separators between their
         # parts ("Swin SMT", "SwinSMT", "Swin-SMT"); "ChatCAD" is not found inside "ChatCAD+"
-        for pos, alias in self._alias_spans(question):
+        spans = self._alias_spans(question)
+        # Two papers' names that differ only in case ("VM-UNet", "VM-Unet"): the one written as
+        # the question writes it is meant.
+        exact = {pos for pos, alias in spans if question[pos:pos + len(alias)] == alias}
+        for pos, alias in spans:
+            if pos in exact and question[pos:pos + len(alias)] != alias:
+                continue
             for pid in sorted(self.aliases[alias]):
                 if pid not in matches:
                     matches[pid] = EntityMatch(alias, pid, self.titles[pid], True)
@@ -235,6 +241,8 @@ class TitleIndex:
         # 3. near misses of name-like words in the question
         for match in near_miss_words(question):
             word = match.group(0)
+            if match.start() in {pos for pos, _ in spans}:
+                continue  # found as written in step 2
             cw = _compact(word)
             if cw in self._by_compact:
                 candidates = [(1.0, cw)]

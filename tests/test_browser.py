@@ -15,11 +15,13 @@ the bundled corpus with the real embedder, offline mode).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from library_files import BIBTEX, RETINA, write
 from ui_fixtures import NAILFOLD, SEGMAMBA, SLOW_WORDS, SWIN_SMT, QuotingLLM, small_store
 
 from assistant.engine import Engine
@@ -290,6 +292,44 @@ def test_markup_in_the_corpus_and_the_question_stays_inert(page: Any, app: App) 
     page.wait_for_timeout(500)  # give any injected handler the chance to run
     assert page.evaluate("() => window.__pwned") is None
     assert page.errors == []
+
+
+def test_upload_with_progress_a_year_filter_and_a_bibtex_export(browser: Any, tmp_path: Path) -> None:
+    """Its own app and store: the upload changes the collection the other tests count."""
+    settings = small_store(tmp_path)
+    library = write(tmp_path, "my library.bib", BIBTEX)
+    with BackgroundServer(create_app(settings, Engine(settings))) as server:
+        page = open_page(browser, server.url)
+        page.get_by_role("tab", name="Corpus").click()
+        page.locator("#pa-upload input[type=file]").set_input_files(str(library))
+        page.locator("#pa-upload").filter(has_text="my library.bib").wait_for(timeout=TIMEOUT)
+        page.locator("#pa-upload-btn").click()
+        summary = page.locator("#pa-upload-msg .pa-upload")
+        summary.wait_for(timeout=TIMEOUT)
+        text = summary.inner_text()
+        assert "my library.bib" in text and "added" in text and "Skipped (1)" in text
+        assert "abstract missing" in text and str(tmp_path) not in text
+        total = re.search(r"now holds (\d+) papers", text).group(1)
+        assert int(total) > 40
+        page.locator("#pa-header").filter(has_text=f"{total} paper abstracts").wait_for(timeout=TIMEOUT)
+
+        page.get_by_role("tab", name="Ask").click()
+        page.locator("#pa-settings").get_by_text("Compare papers, and settings").click()
+        page.locator("#pa-years textarea, #pa-years input").first.fill("2022")
+        turn = ask(page, "Which model grades diabetic retinopathy?", 1)
+        assert "Filters: 2022" in turn.locator(".pa-filters").inner_text()
+        assert RETINA in page.locator("#pa-sources").inner_text()
+
+        page.locator("#pa-export-bibtex").click()
+        link = page.locator("#pa-export-file a").first
+        link.wait_for(timeout=TIMEOUT)
+        with page.expect_download(timeout=TIMEOUT) as download:
+            link.click()
+        assert download.value.suggested_filename == "cited-papers.bib"
+        bib = Path(download.value.path()).read_text(encoding="utf-8")
+        assert bib.count("@") == 1 and "retinal foundation model" in bib and "2022" in bib
+        assert page.errors == []
+        page.context.close()
 
 
 @pytest.mark.skipif(not os.environ.get("UPDATE_SCREENSHOT"), reason="set UPDATE_SCREENSHOT=1")
