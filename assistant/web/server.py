@@ -80,28 +80,34 @@ class BodyTimeout(HTTPException):
                               "(setting ASSISTANT_BODY_TIMEOUT)", headers={"Connection": "close"})
 
 
+UPLOAD_PATH = "/gradio_api/upload"
+
+
 class RequestBodyMiddleware:
     """Reject bodies over the size limit: by Content-Length up front, and by counting the bytes
     actually received (chunked uploads, lying headers); and cut off a body that does not arrive
     within the timeout (uvicorn has no such limit: a client announcing 50 kB and sending a byte
     would hold its connection forever). Pure ASGI, so streaming responses pass untouched."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float, upload_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout = timeout
+        # Gradio's upload route takes the corpus files of the Corpus tab: their own, larger limit.
+        self.upload_bytes = max(upload_bytes, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_bytes if scope.get("path", "").startswith(UPLOAD_PATH) else self.max_bytes
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             try:
                 declared = int(length)
             except ValueError:
                 declared = -1
-            if declared < 0 or declared > self.max_bytes:
+            if declared < 0 or declared > limit:
                 await self._reject(scope, receive, send, 413 if declared > 0 else 400)
                 return
         loop = asyncio.get_running_loop()
@@ -120,8 +126,8 @@ class RequestBodyMiddleware:
                 raise BodyTimeout(self.timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
                 body_done = not message.get("more_body", False)
             else:
                 body_done = True
@@ -459,7 +465,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     gr.mount_gradio_app(
         app, blocks, path="/", auth=auth, auth_message="Paper assistant: please sign in.",
         server_name=settings.host, server_port=settings.port, show_error=True,
-        max_file_size=settings.max_body_bytes, footer_links=["api"], run_history=False,
+        max_file_size=settings.max_upload_bytes, footer_links=["api"], run_history=False,
         ssr_mode=False, mcp_server=False, theme=theme(), css=CSS, head=HEAD,
     )
     session.bind(app)
@@ -472,7 +478,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.state.auth_throttle = AuthThrottle(settings)
         app.add_middleware(AuthThrottleMiddleware, throttle=app.state.auth_throttle)
     app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes,
-                       timeout=settings.body_timeout)
+                       timeout=settings.body_timeout, upload_bytes=settings.max_upload_bytes)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeadersMiddleware, headers=security_headers(settings))
     return app
