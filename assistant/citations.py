@@ -6,6 +6,7 @@ links other than the sources' own).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -214,39 +215,24 @@ def sanitize(text: str, allowed_urls: set[str]) -> tuple[str, int, int]:
     nothing to turn into a link or an image."""
     removed_links = 0
 
-    def allowed(url: str) -> bool:
-        return url.rstrip(".,;:") in allowed_urls
+    def replacer(group: int | None, keep: Callable[[re.Match[str]], str],
+                 drop: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
+        """A re.sub callback: the match stays (`keep`) when `group` holds an allowed address,
+        else it is replaced (`drop`) and counted. group=None: always replaced."""
+        def sub(match: re.Match[str]) -> str:
+            nonlocal removed_links
+            if group is not None and match.group(group).rstrip(".,;:") in allowed_urls:
+                return keep(match)
+            removed_links += 1
+            return drop(match)
+        return sub
 
-    def image(_: re.Match[str]) -> str:
-        nonlocal removed_links
-        removed_links += 1
-        return ""
-
-    def link(match: re.Match[str]) -> str:
-        nonlocal removed_links
-        if allowed(match.group(2)):
-            return match.group(0)
-        removed_links += 1
-        return match.group(1)
-
-    def opener(match: re.Match[str]) -> str:
-        nonlocal removed_links
-        if allowed(match.group(1)):
-            return match.group(0)
-        removed_links += 1
-        return "] " + match.group(0)[1:]
-
-    def definition(_: re.Match[str]) -> str:
-        nonlocal removed_links
-        removed_links += 1
-        return ""
-
-    def address(match: re.Match[str]) -> str:
-        nonlocal removed_links
-        if allowed(match.group(0)):
-            return match.group(0)
-        removed_links += 1
-        return "[link removed]"
+    whole = lambda m: m.group(0)  # noqa: E731
+    image = replacer(None, whole, lambda _: "")
+    link = replacer(2, whole, lambda m: m.group(1))
+    opener = replacer(1, whole, lambda m: "] " + m.group(0)[1:])
+    definition = replacer(None, whole, lambda _: "")
+    address = replacer(0, whole, lambda _: "[link removed]")
 
     # Tags first, so that the addresses in their attributes go with them.
     html = len(HTML_TAG.findall(text))
