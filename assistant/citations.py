@@ -6,6 +6,7 @@ links other than the sources' own).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,15 @@ LINK_OPENER = re.compile(r"\]\(\s*<?([^)\s>]*)")
 LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*\S.*$", re.M)
 # Anything a GFM renderer (Gradio's chat) autolinks: scheme URLs, www. addresses, e-mail addresses.
 AUTOLINK = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'\])*]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.I)
+# Addresses a reader (or a linkifier) could still follow: protocol-relative `//host/path`, bare
+# `host.tld/path`, and data:, file:, javascript: and vbscript: URIs.
+LOOSE_ADDRESS = re.compile(
+    r"(?<![\w/:.])//(?:[\w-]+\.)+[a-z]{2,}\b[^\s<>\"'\])]*"
+    r"|\b(?:[a-z0-9](?:[\w-]*[a-z0-9])?\.)+[a-z]{2,24}/[^\s<>\"'\])]*"
+    r"|\b(?:data|file|javascript|vbscript):[^\s<>\"'\])]+", re.I)
+# AUTOLINK first: a source's own https:// link is matched whole (and kept) before the loose
+# forms could match inside it.
+ADDRESS = re.compile(f"{AUTOLINK.pattern}|{LOOSE_ADDRESS.pattern}", re.I)
 HTML_TAG = re.compile(r"</?[A-Za-z!][^>]*>")
 # Citation-like brackets the checker would not see: "[ 9 ]", "[^12]", "[1-8]", "[1000]".
 LOOSE_CITE = re.compile(r"\[\^?\s*(\d{1,4}(?:\s*[-–,;]\s*\d{1,4})*)\s*\]")
@@ -205,39 +215,24 @@ def sanitize(text: str, allowed_urls: set[str]) -> tuple[str, int, int]:
     nothing to turn into a link or an image."""
     removed_links = 0
 
-    def allowed(url: str) -> bool:
-        return url.rstrip(".,;:") in allowed_urls
+    def replacer(group: int | None, keep: Callable[[re.Match[str]], str],
+                 drop: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
+        """A re.sub callback: the match stays (`keep`) when `group` holds an allowed address,
+        else it is replaced (`drop`) and counted. group=None: always replaced."""
+        def sub(match: re.Match[str]) -> str:
+            nonlocal removed_links
+            if group is not None and match.group(group).rstrip(".,;:") in allowed_urls:
+                return keep(match)
+            removed_links += 1
+            return drop(match)
+        return sub
 
-    def image(_: re.Match[str]) -> str:
-        nonlocal removed_links
-        removed_links += 1
-        return ""
-
-    def link(match: re.Match[str]) -> str:
-        nonlocal removed_links
-        if allowed(match.group(2)):
-            return match.group(0)
-        removed_links += 1
-        return match.group(1)
-
-    def opener(match: re.Match[str]) -> str:
-        nonlocal removed_links
-        if allowed(match.group(1)):
-            return match.group(0)
-        removed_links += 1
-        return "] " + match.group(0)[1:]
-
-    def definition(_: re.Match[str]) -> str:
-        nonlocal removed_links
-        removed_links += 1
-        return ""
-
-    def address(match: re.Match[str]) -> str:
-        nonlocal removed_links
-        if allowed(match.group(0)):
-            return match.group(0)
-        removed_links += 1
-        return "[link removed]"
+    whole = lambda m: m.group(0)  # noqa: E731
+    image = replacer(None, whole, lambda _: "")
+    link = replacer(2, whole, lambda m: m.group(1))
+    opener = replacer(1, whole, lambda m: "] " + m.group(0)[1:])
+    definition = replacer(None, whole, lambda _: "")
+    address = replacer(0, whole, lambda _: "[link removed]")
 
     # Tags first, so that the addresses in their attributes go with them.
     html = len(HTML_TAG.findall(text))
@@ -248,7 +243,7 @@ def sanitize(text: str, allowed_urls: set[str]) -> tuple[str, int, int]:
     text = MD_LINK.sub(link, text)
     text = LINK_OPENER.sub(opener, text)
     text = LINK_DEFINITION.sub(definition, text)
-    text = AUTOLINK.sub(address, text)
+    text = ADDRESS.sub(address, text)
     # Whatever angle brackets remain are shown, never interpreted.
     text = text.replace("<", "&lt;").replace(">", "&gt;")
     return text, removed_links, html

@@ -200,18 +200,86 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface the app binds to.")
     port: int = Field(7860, ge=0, le=65535, description="Port of the web UI and HTTP API.")
     ui_auth: str | None = Field(
-        None, description="`user:password` required by the web UI when set."
+        None, description="`user:password` required by the web UI when set; it also opens the "
+        "API (HTTP Basic) unless api_token is set."
     )
     api_token: SecretStr | None = Field(
-        None, description="Bearer token required by the HTTP API when set."
+        None, description="Bearer token required by the HTTP API (and /api/docs) when set; then "
+        "it is the only credential the API accepts."
     )
     max_question_chars: int = Field(2_000, ge=10, description="Longest question accepted.")
-    max_turns: int = Field(40, ge=1, description="Most messages of a conversation accepted.")
+    max_turns: int = Field(
+        40, ge=1, description="Most messages of a conversation accepted: in the API every message "
+        "of a request counts (system and tool messages, and the question, too)."
+    )
     max_body_bytes: int = Field(
         256 * 1024, ge=1024, description="Largest HTTP request body accepted."
     )
     concurrency: int = Field(4, ge=1, description="Requests answered at once (Gradio queue too).")
     queue_size: int = Field(64, ge=1, description="Requests allowed to wait in the queue.")
+
+    # --- hardening (issue 17; see docs/SECURITY.md) ---------------------------------------
+    busy_retry_after: int = Field(
+        2, ge=1, description="Seconds a client refused for load (HTTP 429) is told to wait "
+        "(Retry-After)."
+    )
+    body_timeout: float = Field(
+        20.0, gt=0, description="Seconds a client has to send a whole request body; a slower "
+        "upload gets HTTP 408 and its connection is closed."
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle keep-alive connection stays open (uvicorn)."
+    )
+    max_connections: int = Field(
+        1_000, ge=10, description="Open connections and tasks served at once; beyond that new "
+        "connections get HTTP 503 (uvicorn's limit_concurrency). Each open browser tab holds a few."
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Comma-separated addresses of reverse proxies whose "
+        "X-Forwarded-For/-Proto headers are trusted (uvicorn), so that per-client limits see the "
+        "real client; `*` trusts any."
+    )
+    auth_failure_delay: float = Field(
+        0.5, ge=0, description="Seconds every failed login or bad API credential waits before "
+        "its answer."
+    )
+    auth_max_failures: int = Field(
+        10, ge=1, description="Failed logins or bad API credentials from one client within "
+        "auth_failure_window after which that client is locked out."
+    )
+    auth_failure_window: float = Field(
+        300.0, gt=0, description="Seconds over which a client's failed logins are counted."
+    )
+    auth_lockout: float = Field(
+        300.0, gt=0, description="Seconds a locked-out client gets HTTP 429 on the login and the "
+        "API, even with the right credentials."
+    )
+    auth_tracked_clients: int = Field(
+        10_000, ge=10, description="Clients whose failed logins are remembered at once (the "
+        "oldest are forgotten first)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names the app answers to (Host header), besides "
+        "localhost, 127.0.0.1, ::1 and the bind host; `*` allows any. Other hosts get HTTP 400, "
+        "which stops DNS-rebinding pages. With a wildcard bind host (0.0.0.0, ::) and this empty, "
+        "any host is allowed."
+    )
+    content_security_policy: str = Field(
+        "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+        "media-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+        description="Content-Security-Policy header of every response (empty: none). The "
+        "default lets Gradio run (it needs inline scripts and eval for its HTML templates) and "
+        "lets a page load or send nothing to another origin; frame-ancestors 'none' forbids "
+        "framing (clickjacking).",
+    )
+    frame_options: str = Field(
+        "DENY", description="X-Frame-Options header of every response (empty: none)."
+    )
+    api_docs: bool = Field(
+        True, description="Serve the API's Swagger UI at /api/docs (assets bundled, offline)."
+    )
 
     log_level: str = Field("INFO", description="Logging level.")
 
@@ -303,6 +371,14 @@ class Settings(BaseSettings):
         0.15, ge=-1, le=1,
         description="Cosine similarity a sentence needs to its column's description to fill a cell "
         "of the evidence table; below it the cell reads \"not stated\".",
+    )
+    max_upload_files: int = Field(
+        20, ge=1, description="Most files one upload in the web UI's Corpus tab may hold.",
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024,
+        description="Largest total size, in bytes, of the files of one web UI upload. The server "
+        "also refuses any request body over max_body_bytes, so raise both for large uploads.",
     )
 
     # --- derived --------------------------------------------------------------------------

@@ -88,7 +88,8 @@ def test_streamed_answer_carries_the_same_records(client: openai.OpenAI, store: 
 
 
 def test_openapi_document_publishes_the_records(api: str) -> None:
-    doc = httpx.get(api + "api/openapi.json").json()
+    assert httpx.get(api + "api/openapi.json").status_code == 401  # behind the API's token
+    doc = httpx.get(api + "api/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     schemas = doc["components"]["schemas"]
     assert {"claim", "evidence", "support"} <= set(schemas["ClaimRecord"]["properties"])
     citation = schemas["CitationRecord"]["properties"]
@@ -97,7 +98,8 @@ def test_openapi_document_publishes_the_records(api: str) -> None:
     assert {"answer", "sources", "citations"} <= set(schemas["ChatCompletionChunk"]["properties"])
     ok = doc["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert ok["application/json"]["schema"]["$ref"] == "#/components/schemas/ChatCompletion"
-    assert ok["text/event-stream"]["schema"]["$ref"] == "#/components/schemas/ChatCompletionChunk"
+    event = ok["text/event-stream"]["itemSchema"]["properties"]["data"]["anyOf"][0]
+    assert event["contentSchema"]["anyOf"][0]["$ref"] == "#/components/schemas/ChatCompletionChunk"
     assert "/v1/feedback" in doc["paths"]
 
 

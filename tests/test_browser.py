@@ -15,11 +15,13 @@ the bundled corpus with the real embedder, offline mode).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from library_files import BIBTEX, RETINA, write
 from ui_fixtures import NAILFOLD, SEGMAMBA, SLOW_WORDS, SWIN_SMT, QuotingLLM, small_store
 
 from assistant.engine import Engine
@@ -292,6 +294,44 @@ def test_markup_in_the_corpus_and_the_question_stays_inert(page: Any, app: App) 
     assert page.errors == []
 
 
+def test_upload_with_progress_a_year_filter_and_a_bibtex_export(browser: Any, tmp_path: Path) -> None:
+    """Its own app and store: the upload changes the collection the other tests count."""
+    settings = small_store(tmp_path)
+    library = write(tmp_path, "my library.bib", BIBTEX)
+    with BackgroundServer(create_app(settings, Engine(settings))) as server:
+        page = open_page(browser, server.url)
+        page.get_by_role("tab", name="Corpus").click()
+        page.locator("#pa-upload input[type=file]").set_input_files(str(library))
+        page.locator("#pa-upload").filter(has_text="my library.bib").wait_for(timeout=TIMEOUT)
+        page.locator("#pa-upload-btn").click()
+        summary = page.locator("#pa-upload-msg .pa-upload")
+        summary.wait_for(timeout=TIMEOUT)
+        text = summary.inner_text()
+        assert "my library.bib" in text and "added" in text and "Skipped (1)" in text
+        assert "abstract missing" in text and str(tmp_path) not in text
+        total = re.search(r"now holds (\d+) papers", text).group(1)
+        assert int(total) > 40
+        page.locator("#pa-header").filter(has_text=f"{total} paper abstracts").wait_for(timeout=TIMEOUT)
+
+        page.get_by_role("tab", name="Ask").click()
+        page.locator("#pa-settings").get_by_text("Compare papers, and settings").click()
+        page.locator("#pa-years textarea, #pa-years input").first.fill("2022")
+        turn = ask(page, "Which model grades diabetic retinopathy?", 1)
+        assert "Filters: 2022" in turn.locator(".pa-filters").inner_text()
+        assert RETINA in page.locator("#pa-sources").inner_text()
+
+        page.locator("#pa-export-bibtex").click()
+        link = page.locator("#pa-export-file a").first
+        link.wait_for(timeout=TIMEOUT)
+        with page.expect_download(timeout=TIMEOUT) as download:
+            link.click()
+        assert download.value.suggested_filename == "cited-papers.bib"
+        bib = Path(download.value.path()).read_text(encoding="utf-8")
+        assert bib.count("@") == 1 and "retinal foundation model" in bib and "2022" in bib
+        assert page.errors == []
+        page.context.close()
+
+
 @pytest.mark.skipif(not os.environ.get("UPDATE_SCREENSHOT"), reason="set UPDATE_SCREENSHOT=1")
 def test_docs_screenshots(browser: Any, corpus_store: Settings, engine: Engine) -> None:
     """docs/screenshot.png (desktop), docs/phone.png and docs/map.png on the bundled corpus."""
@@ -315,3 +355,43 @@ def test_docs_screenshots(browser: Any, corpus_store: Settings, engine: Engine) 
         phone.locator("#pa-thread .pa-turn").first.scroll_into_view_if_needed()
         phone.screenshot(path=str(docs / "phone.png"))
         phone.context.close()
+
+
+def test_signed_in_ui_and_api_docs_work_under_the_security_headers(browser: Any, tmp_path: Path
+                                                                    ) -> None:
+    """With UI auth on: the login page (no corpus in it), signing in, an answer, the map and
+    /api/docs (Swagger UI from the bundled wheel) all work under the app's
+    Content-Security-Policy, with no policy violation and nothing fetched from elsewhere."""
+    settings = small_store(tmp_path, ui_auth="ada:lovelace")
+    titles = [p.title for p in Engine(settings).store.all_papers()]
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    page.errors, page.requested, console = [], [], []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("request", lambda request: page.requested.append(request.url))
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
+    page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                         "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+    with BackgroundServer(create_app(settings, Engine(settings, llm=QuotingLLM()))) as server:
+        response = page.goto(server.url)
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert not any(title in page.content() for title in titles)  # the login page: no corpus
+        inputs = page.locator("input")
+        inputs.first.wait_for(timeout=TIMEOUT)
+        inputs.nth(0).fill("ada")
+        inputs.nth(1).fill("lovelace")
+        page.get_by_role("button", name="Login").click()
+        page.locator("#pa-header").filter(has_text="paper abstracts").wait_for(timeout=TIMEOUT)
+        assert "Sources:" in ask(page, FACTUAL, 1).inner_text()
+        page.get_by_role("tab", name="Map").click()
+        page.locator("#pa-map circle.pa-pt").first.wait_for(timeout=TIMEOUT)
+        assert page.evaluate("() => window.__csp") == []
+
+        page.goto(server.url + "api/docs")  # the signed-in session may read the docs
+        page.locator(".swagger-ui .opblock").first.wait_for(timeout=TIMEOUT)
+        assert page.locator(".swagger-ui .opblock").count() >= 6
+        assert page.evaluate("() => window.__csp") == []
+        assert [m for m in console if "Content Security Policy" in m] == []
+        assert page.errors == []
+        outside = [u for u in page.requested if not u.startswith((server.url, "data:", "blob:"))]
+        assert outside == []
+    page.context.close()

@@ -13,9 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from library_files import BIBTEX, RETINA, RIS, SEPSIS, write
+from library_files import SEGMAMBA as SEGMAMBA_BIB
 from ui_fixtures import NAILFOLD, SEGMAMBA, SLOW_WORDS, SWIN_SMT, QuotingLLM, small_store
 
 from assistant.engine import Engine
+from assistant.filters import Filters
 from assistant.settings import Settings
 from assistant.web.conversations import Conversation, ConversationStore, Exchange
 from assistant.web.handlers import Pending, UIHandlers
@@ -352,3 +355,115 @@ def test_stop_ends_the_answer_and_its_llm_request(with_llm: tuple[UIHandlers, Qu
     # The next question is answered as usual (by the LLM, quoting its sources).
     done = ask(h, "How accurate is the nailfold capillary pipeline at predicting abnormality?", mode="llm")
     assert done["conversation"].exchanges[-1].data["mode"] == "llm" and "pa-cite" in done["thread"]
+
+
+# --- upload, filters, export (issue 15) -------------------------------------------------------
+BOMB = """<?xml version="1.0"?>
+<!DOCTYPE PubmedArticleSet [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>
+<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>1</PMID><Article>
+<ArticleTitle>&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;</ArticleTitle></Article></MedlineCitation>
+</PubmedArticle></PubmedArticleSet>"""  # entities expanding a millionfold ("billion laughs")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> UIHandlers:
+    """Its own store: uploads change it."""
+    settings = small_store(tmp_path_factory.mktemp("library"))
+    return UIHandlers(EngineHolder(settings, Engine(settings)), settings)
+
+
+def ask_filtered(h: UIHandlers, question: str, years: str = "", collection: str = "",
+                 conversation: Conversation | None = None) -> dict[str, Any]:
+    started = h.begin_filtered(question, conversation, [], years, "", "", collection)
+    outputs = list(h.answer(started["pending"], conversation, 0, "extractive", ""))
+    return {**started, **{k: v for out in outputs for k, v in out.items()}}
+
+
+def test_upload_adds_papers_with_progress_and_a_summary(library: UIHandlers, tmp_path: Path) -> None:
+    engine = library.holder.get()
+    before = engine.store.count_papers()
+    path = write(tmp_path, "my library.bib", BIBTEX)
+    steps: list[tuple[float, str]] = []
+    out = library.upload([str(path)], " mine ", lambda share, desc="": steps.append((share, desc)))
+    summary = out["upload_msg"]
+    assert "pa-inline-info" in summary and "my library.bib" in summary and "“mine”" in summary
+    assert "abstract missing for &#x27;A paper whose export has no abstract&#x27;" in summary
+    assert str(tmp_path) not in summary  # the server's folders are not shown, the file's name is
+    added = engine.store.count_papers() - before
+    assert added >= 1 and f"{before + added:,} papers" in summary and out["upload_files"] is None
+    assert steps[0] == (0.0, "Reading the files") and steps[-1][0] == 1.0 and "Embedding" in steps[-1][1]
+    assert f"{before + added:,} paper abstracts" in out["header"]
+    assert RETINA in [label for label, _ in out["picks"].choices]
+    # The next question sees the new papers, limited to the named collection when asked.
+    answered = ask_filtered(library, "Which model grades diabetic retinopathy?", collection="mine")
+    titles = {s["title"] for s in answered["conversation"].exchanges[-1].data["sources"]}
+    assert RETINA in titles and titles <= {RETINA, SEGMAMBA_BIB, SEGMAMBA}
+    assert "Filters: collection mine" in answered["thread"]
+
+
+def test_a_wrong_file_or_an_upload_over_the_limits_changes_nothing(library: UIHandlers,
+                                                                   tmp_path: Path) -> None:
+    store = library.holder.get().store
+    papers, generation = store.count_papers(), store.generation
+    cases = [
+        ([write(tmp_path, "notes.exe", "MZ binary")], "not a supported file type: notes.exe"),
+        ([write(tmp_path, "feed.xml", "<html><body>not a feed</body></html>")],
+         "neither a PubMed export"),
+        ([write(tmp_path, "bomb.xml", BOMB)], "bomb.xml"),
+        ([write(tmp_path, "long.ris", "TY  - JOUR\nTI  - A title\nAB  - " + "word " * 5000 + "\nER  - \n")],
+         "long.ris"),
+        ([write(tmp_path, f"f{i}.bib", BIBTEX) for i in range(library.settings.max_upload_files + 1)],
+         "the limit is"),
+        ([], "choose one or more files"),
+    ]
+    for paths, reason in cases:
+        out = library.upload([str(p) for p in paths], "")
+        assert "pa-inline-error" in out["upload_msg"], out["upload_msg"]
+        assert reason.lower() in out["upload_msg"].lower(), out["upload_msg"]
+        assert str(tmp_path) not in out["upload_msg"] and "header" not in out
+    big = UIHandlers(library.holder, library.settings.model_copy(update={"max_upload_bytes": 1024}))
+    out = big.upload([str(write(tmp_path, "big.bib", BIBTEX))], "")
+    assert "the limit is 1,024" in out["upload_msg"] and "MAX_UPLOAD_BYTES" in out["upload_msg"]
+    assert (store.count_papers(), store.generation) == (papers, generation)
+
+
+def test_filters_are_applied_shown_and_removable(library: UIHandlers, tmp_path: Path) -> None:
+    library.upload([str(write(tmp_path, "lib.ris", RIS))], "")
+    refused = library.begin_filtered("Which papers predict sepsis?", None, [], "2025-2020", "", "", "")
+    assert refused["pending"] is None and "pa-inline-error" in refused["notice"]
+    explicit = ask_filtered(library, "Which papers predict sepsis?", years="2023")
+    exchange = explicit["conversation"].exchanges[-1]
+    assert exchange.data["filters"]["year_from"] == 2023 and "Filters: 2023<" in explicit["thread"]
+    assert {s["title"] for s in exchange.data["sources"]} == {SEPSIS}
+    assert explicit["unfilter"]["visible"] is True
+    # Filters read from the question's words are shown with those words, and can be dropped.
+    phrased = ask_filtered(library, "Which papers since 2023 predict sepsis?")
+    assert "Filters: 2023 or later (read from “since 2023”)" in phrased["thread"]
+    again = library.begin_unfiltered(phrased["conversation"], [])
+    assert again["pending"].filters == Filters() and again["pending"].question == (
+        "Which papers since 2023 predict sepsis?")
+    outputs = list(library.answer(again["pending"], phrased["conversation"], 0, "extractive", ""))
+    final = {k: v for out in outputs for k, v in out.items()}
+    assert final["conversation"].exchanges[-1].data["filters"] is None
+    assert final["unfilter"]["visible"] is False and "Filters:" not in final["thread"].split("pa-turn")[-1]
+
+
+def test_exports_of_the_latest_answer(library: UIHandlers, tmp_path: Path) -> None:
+    assert "no answer with sources" in library.export("bibtex", None)["export_msg"]
+    library.upload([str(write(tmp_path, "seg.bib", BIBTEX))], "")
+    out = ask_filtered(library, "Which model grades diabetic retinopathy?", years="2022")
+    assert out["export_row"]["visible"] is True
+    files = {}
+    for fmt in ("bibtex", "ris", "markdown", "csv"):
+        exported = library.export(fmt, out["conversation"])
+        assert exported["export_msg"] == "" and exported["export_file"]["visible"] is True
+        files[fmt] = Path(exported["export_file"]["value"])
+    assert files["bibtex"].name == "cited-papers.bib" and files["markdown"].name == "answer.md"
+    bib = files["bibtex"].read_text()
+    assert bib.count("@") == 1 and "retinal foundation model" in bib and "year = {2022}" in bib
+    assert "TY  - " in files["ris"].read_text() and "PY  - 2022" in files["ris"].read_text()
+    markdown = files["markdown"].read_text()
+    assert markdown.startswith("# Which model grades diabetic retinopathy?") and "## References" in markdown
+    assert "_Filters: 2022_" in markdown
+    assert files["csv"].read_text().splitlines()[0].startswith("n,title,authors,year")

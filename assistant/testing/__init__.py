@@ -26,5 +26,7 @@ register_backend("hash", Backend(make=lambda _settings: HashEmbedder(HASH_DIM),
 
 
 def make_settings(store_dir: Path, **overrides: object) -> Settings:
-    """Settings isolated from the environment and any .env file."""
+    """Settings isolated from the environment and any .env file. Starlette's TestClient sends
+    `Host: testserver`, which the app must accept in tests."""
+    overrides.setdefault("allowed_hosts", ["testserver"])
     return Settings(_env_file=None, store_dir=store_dir, **overrides)  # type: ignore[call-arg]

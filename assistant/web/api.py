@@ -15,12 +15,19 @@ under a "Checked answer" rule, so what a client shows never hides a correction. 
 carries `answer` (the checked text, complete) with the structured fields. A request may send
 `"drafts": false` to receive only the checked answer. In offline mode the answer is the first and
 only text, so the stream is simply that answer.
+
+Corpus text is data: titles, passages and search results in the JSON fields are the abstracts' raw
+text, markup included, for the client to escape (docs/SECURITY.md); only the answer text is
+sanitised. Answers are computed in worker threads under the Limiter: a slot is freed when the work
+ends, not when the response does, so a client that drops a stream cannot start more work.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the routes' request models are built per server
+# (its limits, its answer modes) and FastAPI must see their types, not names.
 import asyncio
 import base64
+import binascii
+import contextlib
 import hmac
 import json
 import logging
@@ -28,16 +35,26 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from fastapi.security import HTTPBasic, HTTPBearer
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.conversation import Turn
@@ -55,18 +72,28 @@ from assistant.web.records import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODEL_ID = "paper-assistant"
 KEEPALIVE_SECONDS = 10.0
 CHECKED_RULE = "\n\n---\n\n**Checked answer** (the draft above was corrected):\n\n"
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-    409: "conflict_error", 413: "request_too_large", 429: "rate_limit_error",
-    503: "service_unavailable", 500: "server_error",
+    405: "method_not_allowed", 408: "request_timeout", 409: "conflict_error",
+    413: "request_too_large", 429: "rate_limit_error", 503: "service_unavailable",
+    500: "server_error",
 }
 
 
 # --- errors -----------------------------------------------------------------------------------
+class Busy(AssistantError):
+    """More requests than the limits allow (HTTP 429); `retry_after` seconds go in Retry-After."""
+
+    def __init__(self, message: str, *, hint: str, retry_after: int) -> None:
+        super().__init__(message, hint=hint, status=429)
+        self.retry_after = retry_after
+
+
 def error_body(message: str, status: int, *, hint: str | None = None,
                code: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"message": message, "type": ERROR_TYPES.get(status, "api_error"),
@@ -77,7 +104,9 @@ def error_body(message: str, status: int, *, hint: str | None = None,
 
 
 def error_response(exc: AssistantError) -> JSONResponse:
-    return JSONResponse(error_body(str(exc), exc.status, hint=exc.hint), status_code=exc.status)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    return JSONResponse(error_body(str(exc), exc.status, hint=exc.hint), status_code=exc.status,
+                        headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -89,6 +118,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # 400 as OpenAI answers (and as the schema documents), not FastAPI's 422.
         problems = []
         for err in exc.errors()[:5]:
             if err.get("type") == "json_invalid":
@@ -112,57 +142,145 @@ def install_error_handlers(app: FastAPI) -> None:
                                        500, code="internal_error"), status_code=500)
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str
+    hint: str | None = Field(None, description="What to do about it, when there is something.")
+
+
+class ErrorBody(BaseModel):
+    """Every API error, in OpenAI's shape."""
+
+    error: ErrorDetail
+
+
+def _error_doc(description: str, **extra: Any) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description, **extra}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error_doc("Invalid request: malformed JSON, a value outside the schema, or a question "
+                    "the assistant cannot take; the message says which."),
+    401: _error_doc("Missing or invalid credentials (ASSISTANT_API_TOKEN, or ASSISTANT_UI_AUTH "
+                    "as HTTP Basic when no token is set)."),
+    408: _error_doc("The request body did not arrive within ASSISTANT_BODY_TIMEOUT seconds."),
+    413: _error_doc("The request body is larger than ASSISTANT_MAX_BODY_BYTES."),
+    429: _error_doc(
+        "Too many requests: the answer queue is full, or this client sent too many bad "
+        "credentials.",
+        headers={"Retry-After": {"description": "Seconds to wait before trying again.",
+                                 "schema": {"type": "integer"}}}),
+    503: _error_doc("The assistant is starting, or the store is unavailable."),
+    "4XX": _error_doc("Any other client error (404, 405, ...), in the same shape."),
+}
+
+
 # --- auth -------------------------------------------------------------------------------------
-def make_auth(settings: Settings) -> Any:
-    """A dependency: the bearer token when `api_token` is set; when only the UI has a password,
-    the API is closed too (HTTP Basic with the UI's credentials), so protecting the UI never leaves
-    the same data open next door."""
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    basic = settings.ui_auth or None
+class _DeclaredBasic(HTTPBasic):
+    """HTTP Basic as the OpenAPI schema declares it; ApiAuth checks the header itself (UTF-8
+    passwords included)."""
 
-    def check(request: Request) -> None:
-        if not token and not basic:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+BEARER = HTTPBearer(auto_error=False, description="ASSISTANT_API_TOKEN")
+BASIC = _DeclaredBasic(description="The UI's user:password (ASSISTANT_UI_AUTH), accepted only "
+                                   "while no ASSISTANT_API_TOKEN is set.")
+
+
+class ApiAuth:
+    """Who may call the API. With `api_token`, only `Authorization: Bearer <token>`. With only
+    `ui_auth`, HTTP Basic with the UI's user:password, so that protecting the UI never leaves the
+    same data open next door. With neither, anyone."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.token = settings.api_token.get_secret_value() if settings.api_token else None
+        self.basic = None if self.token else (settings.ui_auth or None)
+
+    @property
+    def required(self) -> bool:
+        return bool(self.token or self.basic)
+
+    def accepts(self, request: Request) -> bool:
+        if not self.required:
+            return True
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
         value = value.strip()
-        if token and scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode()):
-            return
-        if basic and scheme.lower() == "basic":
-            try:
-                decoded = base64.b64decode(value, validate=True).decode()
-            except Exception:
-                decoded = ""
-            if hmac.compare_digest(decoded.encode(), basic.encode()):
-                return
-        how = "an `Authorization: Bearer <ASSISTANT_API_TOKEN>` header" if token else \
-            "HTTP Basic authentication with the UI's user:password"
-        raise StarletteHTTPException(401, f"missing or invalid credentials: send {how}",
-                                     headers={"WWW-Authenticate": "Bearer" if token else "Basic"})
+        if self.token:
+            return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(),
+                                                                      self.token.encode())
+        assert self.basic is not None
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(decoded.encode(), self.basic.encode())
 
-    return check
+    def refusal(self) -> StarletteHTTPException:
+        how = ("an `Authorization: Bearer <ASSISTANT_API_TOKEN>` header" if self.token
+               else "HTTP Basic authentication with the UI's user:password")
+        return StarletteHTTPException(401, f"missing or invalid credentials: send {how}",
+                                      headers={"WWW-Authenticate": "Bearer" if self.token
+                                               else 'Basic realm="paper-assistant"'})
+
+    def dependency(self) -> Callable[..., Awaitable[None]]:
+        """The FastAPI dependency; it declares the accepted scheme in the OpenAPI schema. Async:
+        a header check needs no worker thread."""
+        if self.token:
+            async def bearer(request: Request, _: Annotated[Any, Security(BEARER)] = None) -> None:
+                if not self.accepts(request):
+                    raise self.refusal()
+
+            return bearer
+        if self.basic:
+            async def basic(request: Request, _: Annotated[Any, Security(BASIC)] = None) -> None:
+                if not self.accepts(request):
+                    raise self.refusal()
+
+            return basic
+
+        async def open_to_all() -> None:
+            return None
+
+        return open_to_all
 
 
 # --- concurrency ------------------------------------------------------------------------------
-class Limiter:
-    """At most `concurrency` engine calls at once, `queue_size` more waiting; beyond that, 429."""
+def _in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the server has stopped
+        loop.call_soon_threadsafe(fn, *args)
 
-    def __init__(self, concurrency: int, queue_size: int) -> None:
+
+class Limiter:
+    """At most `concurrency` answers computed at once, `queue_size` more requests waiting; beyond
+    that, 429 with Retry-After. A slot belongs to the worker thread computing the answer and is
+    freed when that work ends, not when the response ends: a client that drops its connection
+    does not stop the thread, so freeing the slot then would let dropped streams pile up threads
+    without limit."""
+
+    def __init__(self, concurrency: int, queue_size: int, retry_after: int = 2) -> None:
         self.concurrency = concurrency
         self.queue_size = queue_size
+        self.retry_after = retry_after
         self.active = 0
         self.waiting = 0
+        self.peak = 0  # most answers computed at once since the start
         self._semaphore: asyncio.Semaphore | None = None
 
     def check(self) -> None:
         if self.active + self.waiting >= self.concurrency + self.queue_size:
-            raise AssistantError(
+            raise Busy(
                 f"the server is busy ({self.active} requests being answered, {self.waiting} "
                 "waiting)", hint="try again shortly (settings ASSISTANT_CONCURRENCY, "
-                                 "ASSISTANT_QUEUE_SIZE)", status=429)
+                                 "ASSISTANT_QUEUE_SIZE)", retry_after=self.retry_after)
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def acquire(self) -> None:
+        """Wait for a slot (429 when the queue is full). Pair with release()."""
         self.check()
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.concurrency)
@@ -172,45 +290,129 @@ class Limiter:
         finally:
             self.waiting -= 1
         self.active += 1
+        self.peak = max(self.peak, self.active)
+
+    def release(self) -> None:
+        assert self._semaphore is not None
+        self.active -= 1
+        self._semaphore.release()
+
+    async def start(self, work: Callable[[], None], done: Callable[[], None] | None = None,
+                    name: str = "api-answer") -> None:
+        """Wait for a slot, then run `work` in a new thread that holds the slot until it returns.
+        `done` runs on the event loop after the slot is freed, in the same callback, so whoever
+        waits for it never sees the work end before the slot is free again."""
+        await self.acquire()
+        loop = asyncio.get_running_loop()
+
+        def finish() -> None:
+            self.release()
+            if done is not None:
+                done()
+
+        def run() -> None:
+            try:
+                work()
+            finally:
+                _in_loop(loop, finish)
+
         try:
-            yield
-        finally:
-            self.active -= 1
-            self._semaphore.release()
+            threading.Thread(target=run, name=name, daemon=True).start()
+        except BaseException:
+            self.release()
+            raise
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) in a worker thread under a slot; the slot is freed when fn returns,
+        even if the request awaiting it was cancelled meanwhile."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = fn(*args, **kwargs)
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        def settle() -> None:
+            if future.done():  # the caller went away
+                return
+            if "error" in outcome:
+                future.set_exception(outcome["error"])
+            else:
+                future.set_result(outcome["result"])
+
+        await self.start(work, settle)
+        return await future
 
 
 # --- request models ---------------------------------------------------------------------------
-class ContentPart(BaseModel):
+class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
+    type: Literal["text"]
+    text: str
 
 
-class ChatMessage(BaseModel):
+class OtherMessage(BaseModel):
+    """A system, developer, assistant or tool message: assistant messages before the question are
+    the conversation's history; the others are accepted and ignored."""
+
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
+    role: Literal["system", "developer", "assistant", "tool", "function"]
+    content: str | list[TextPart] | None = None
 
 
-class ChatRequest(BaseModel):
+class UserMessageBase(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user"]
+
+
+def _number(value: Any) -> Any:
+    # Pydantic's lax mode would take "7" and true for an integer; the schema says a JSON number.
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+PaperCount = Annotated[int, Field(ge=1, le=50), BeforeValidator(_number)]
+
+
+class ChatRequestBase(BaseModel):
     """OpenAI's chat request; unknown fields (temperature, top_p, ...) are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
-    model: str = MODEL_ID
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    model: str = Field(MODEL_ID, max_length=200,
+                       description="Accepted for compatibility and ignored: the answer always "
+                                   f"comes from this server's assistant, named {MODEL_ID!r} in "
+                                   "the response.")
+    stream: StrictBool = False
     # Extensions (the openai client sends them with `extra_body={...}`).
-    k: int | None = Field(None, ge=1, le=50, description="Papers to retrieve.")
-    mode: Literal["llm", "extractive"] | None = Field(None, description="Answer mode.")
-    compare_titles: list[str] = Field(default_factory=list, max_length=6)
-    drafts: bool = Field(True, description="Stream the LLM's draft before the checked answer.")
+    k: PaperCount | None = Field(None, description="Papers to retrieve.")
+    compare_titles: list[str] = Field(default_factory=list, max_length=6,
+                                      description="Titles of papers to compare side by side.")
+    drafts: StrictBool = Field(True, description="Stream the LLM's draft before the checked "
+                                                 "answer.")
+
+
+def question_schema(limit: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": limit, "pattern": r"\w"}
+
+
+# A character that is not blank, for JSON Schema (ECMA-262 \s) and Python's str.strip() alike.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 
 
 class FeedbackRequest(BaseModel):
-    """Feedback on one answer; the records are those the answer came with."""
+    """Feedback on one answer; the records are those the answer came with. The schema states the
+    store's rules (FeedbackStore.add), so that a schema-valid request is accepted."""
 
-    model_config = ConfigDict(extra="forbid")
-    question: str = Field(description="The question that was answered.")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["rating"], "properties": {"rating": {"enum": ["up", "down"]}}},
+        {"required": ["flags"], "properties": {"flags": {"minItems": 1}}},
+        {"required": ["comment"], "properties": {"comment": {"pattern": NOT_BLANK}}},
+    ]})
+    question: str = Field(pattern=NOT_BLANK, description="The question that was answered.")
     answer: str = Field("", description="The answer's text as shown.")
     rating: Literal["up", "down"] | None = Field(None, description="Thumbs up or down.")
     flags: list[Literal[FLAGS]] = Field(  # type: ignore[valid-type]
@@ -229,6 +431,20 @@ class FeedbackRequest(BaseModel):
     kind: str = Field("", description="The answer's `kind`.")
     mode: str = Field("", description="The answer's `mode`.")
 
+    @model_validator(mode="after")
+    def says_something(self) -> "FeedbackRequest":
+        if self.rating is None and not self.flags and not re.search(NOT_BLANK, self.comment):
+            raise ValueError("feedback needs a rating, a flag or a comment")
+        return self
+
+
+def feedback_model(settings: Settings) -> type[FeedbackRequest]:
+    """FeedbackRequest with this server's comment limit in the schema."""
+    return create_model(
+        "FeedbackRequest", __base__=FeedbackRequest,
+        comment=(str, Field("", max_length=settings.feedback_max_chars,
+                            description="Free text (setting ASSISTANT_FEEDBACK_MAX_CHARS).")))
+
 
 class FeedbackCreated(BaseModel):
     object: Literal["feedback"] = "feedback"
@@ -236,46 +452,87 @@ class FeedbackCreated(BaseModel):
     created: float
 
 
-class SearchRequest(BaseModel):
-    q: str = Field(validation_alias=AliasChoices("q", "query"), description="The query.")
-    k: int | None = Field(None, ge=1, le=50)
+def request_models(settings: Settings, modes: tuple[str, ...]) -> tuple[type[BaseModel],
+                                                                         type[BaseModel]]:
+    """The chat and search request models of this server: its question length, conversation
+    length and answer modes are in the schema. The question rules (1 to max_question_chars
+    characters, at least one word character) are checked by question_text() with clear messages,
+    so the schema only describes them."""
+    limit = settings.max_question_chars
+    question = Annotated[str, WithJsonSchema(question_schema(limit))]
+    part = create_model("UserTextPart", __base__=TextPart, text=(question, ...))
+    user = create_model(
+        "UserMessage", __base__=UserMessageBase,
+        content=(question | Annotated[list[part], Field(min_length=1)], Field(  # type: ignore
+            ..., description="A question; the last user message is the one answered. As parts, "
+                             f"their joined text is limited to {limit:,} characters too.")))
+    message = Annotated[user | OtherMessage, Field(discriminator="role")]  # type: ignore[operator]
+    chat = create_model(
+        "ChatRequest", __base__=ChatRequestBase,
+        messages=(list[message], Field(  # type: ignore[valid-type]
+            ..., min_length=1,
+            description="The conversation: the last user message is the question, the user and "
+                        "assistant messages before it the history; other roles, and messages "
+                        "after the question, are ignored. Every message counts toward the limit "
+                        "(ASSISTANT_MAX_TURNS).",
+            json_schema_extra={"maxItems": settings.max_turns,
+                               "contains": {"type": "object", "required": ["role"],
+                                            "properties": {"role": {"const": "user"}}}})),
+        mode=(Literal[modes] | None, Field(  # type: ignore[valid-type]
+            None, description="Answer mode; `llm` only where the server has an LLM.")),
+    )
+    search = create_model(
+        "SearchRequest",
+        q=(question, Field(validation_alias=AliasChoices("q", "query"), description="The query.")),
+        k=(PaperCount | None, Field(None, description="Papers to return.")),
+    )
+    return chat, search
 
 
-def _text(message: ChatMessage) -> str:
-    if message.content is None:
+def question_text(raw: str, limit: int) -> str:
+    """A question as the schema describes it (1 to `limit` characters, a word character among
+    them), cleaned; anything else is a clear 400."""
+    if len(raw) > limit:
+        raise AssistantError(f"the question is {len(raw):,} characters long; the limit is {limit:,}",
+                             hint="shorten it (setting ASSISTANT_MAX_QUESTION_CHARS)")
+    return clean_question(raw, limit)
+
+
+def _text(content: str | list[Any] | None, check: Callable[[str], str] | None = None) -> str:
+    if content is None:
         return ""
-    if isinstance(message.content, str):
-        return message.content
-    parts = []
-    for part in message.content:
-        if part.type != "text":
-            raise AssistantError(f"only text messages are supported (got a {part.type!r} part)")
-        parts.append(part.text or "")
-    return "\n".join(parts)
+    if isinstance(content, str):
+        return content
+    return "\n".join(check(part.text) if check else part.text for part in content)
 
 
-def conversation(request: ChatRequest) -> tuple[str, list[Turn]]:
-    """The last user message is the question; earlier user/assistant turns are the history."""
-    messages = [m for m in request.messages if m.role in ("user", "assistant")]
-    if not messages or messages[-1].role != "user":
-        raise AssistantError("the last message must be the user's question")
-    history = [Turn(m.role, _text(m)) for m in messages[:-1]]
-    return _text(messages[-1]), history
-
-
-def validate(settings: Settings, engine: Engine, question: str, history: list[Turn],
-             mode: str | None) -> str:
-    """The engine's input checks with this app's limits, run before a stream starts so that they
-    answer 400 rather than an error event."""
-    question = clean_question(question, settings.max_question_chars)
-    if len(history) > settings.max_turns:
+def conversation(messages: list[Any], settings: Settings) -> tuple[str, list[Turn]]:
+    """The last user message is the question; the user and assistant messages before it are the
+    history. Every message counts toward max_turns."""
+    if len(messages) > settings.max_turns:
         raise AssistantError(
-            f"the conversation has {len(history)} messages; the limit is {settings.max_turns}",
+            f"the conversation has {len(messages)} messages; the limit is {settings.max_turns}",
             hint="start a new conversation (setting ASSISTANT_MAX_TURNS)")
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    if not users:
+        raise AssistantError("the messages hold no user message: the last user message is the "
+                             "question")
+    limit = settings.max_question_chars
+    turns = []
+    for message in messages[: users[-1] + 1]:
+        if message.role == "user":
+            parts = _text(message.content, lambda text: question_text(text, limit))
+            turns.append(Turn("user", question_text(parts, limit)))
+        elif message.role == "assistant":
+            turns.append(Turn("assistant", _text(message.content)))
+    return turns[-1].content, turns[:-1]
+
+
+def validate(engine: Engine, mode: str | None) -> None:
+    """Checks run before a stream starts, so that they answer 400 rather than an error event."""
     if mode == "llm" and engine.llm is None:
         raise AssistantError("mode 'llm' was asked for but no LLM is configured",
                              hint="leave mode out, or configure an LLM on the server")
-    return question
 
 
 # --- streaming --------------------------------------------------------------------------------
@@ -313,20 +570,20 @@ def _chunk(cid: str, created: int, model: str, delta: dict[str, Any],
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-async def stream_events(engine: Engine, limiter: Limiter, question: str, history: list[Turn],
-                        options: dict[str, Any], model: str, drafts: bool) -> AsyncIterator[str]:
-    """SSE events of one answer: the engine runs in a thread; events cross over through a queue,
-    with keep-alive comments while a slow LLM thinks."""
-    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    created = int(time.time())
+async def start_answer(engine: Engine, limiter: Limiter, question: str, history: list[Turn],
+                       options: dict[str, Any]) -> tuple[asyncio.Queue[tuple[str, Any]],
+                                                         threading.Event]:
+    """Wait for a Limiter slot, then compute the answer in a worker thread holding it; the
+    engine's events cross over through the returned queue. Setting the returned event stops the
+    worker at its next event."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     stop = threading.Event()
 
-    def produce() -> None:
-        def put(kind: str, value: Any) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+    def put(kind: str, value: Any) -> None:
+        _in_loop(loop, events.put_nowait, (kind, value))
 
+    def produce() -> None:
         try:
             for event in engine.stream(question, history, **options):
                 if stop.is_set():  # the client left: stop at the next event
@@ -337,47 +594,68 @@ async def stream_events(engine: Engine, limiter: Limiter, question: str, history
         except Exception as exc:
             log.exception("answering failed")
             put("error", AssistantError(f"internal error: {type(exc).__name__}", status=500))
-        finally:
-            put("end", None)
 
-    async with limiter.slot():
-        threading.Thread(target=produce, name="api-stream", daemon=True).start()
-        tracker = DeltaTracker(drafts)
-        try:
-            yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
-            while True:
-                try:
-                    kind, value = await asyncio.wait_for(events.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if kind == "end":
-                    break
-                if kind == "error":
-                    exc: AssistantError = value
-                    yield f"data: {json.dumps(error_body(str(exc), exc.status, hint=exc.hint))}\n\n"
-                    break
-                if isinstance(value, Answer):
-                    delta = tracker.final(value.answer)
-                    if delta:
-                        yield _chunk(cid, created, model, {"content": delta})
-                    yield _chunk(cid, created, model, {}, "stop", answer=value.answer,
-                                 **answer_fields(value))
-                elif delta := tracker.draft(value):
-                    yield _chunk(cid, created, model, {"content": delta})
-            yield "data: [DONE]\n\n"
-        finally:
-            stop.set()
+    # "end" is queued with the slot's release: the stream ends only once its slot is free.
+    await limiter.start(produce, lambda: events.put_nowait(("end", None)), "api-stream")
+    return events, stop
+
+
+async def stream_events(events: asyncio.Queue[tuple[str, Any]], stop: threading.Event,
+                        drafts: bool) -> AsyncIterator[str]:
+    """SSE events of one answer, with keep-alive comments while a slow LLM thinks."""
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    tracker = DeltaTracker(drafts)
+    try:
+        yield _chunk(cid, created, MODEL_ID, {"role": "assistant", "content": ""})
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(events.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if kind == "end":
+                break
+            if kind == "error":  # then "end" follows (with the slot's release)
+                exc: AssistantError = value
+                yield f"data: {json.dumps(error_body(str(exc), exc.status, hint=exc.hint))}\n\n"
+                continue
+            if isinstance(value, Answer):
+                delta = tracker.final(value.answer)
+                if delta:
+                    yield _chunk(cid, created, MODEL_ID, {"content": delta})
+                yield _chunk(cid, created, MODEL_ID, {}, "stop", answer=value.answer,
+                             **answer_fields(value))
+            elif delta := tracker.draft(value):
+                yield _chunk(cid, created, MODEL_ID, {"content": delta})
+        yield "data: [DONE]\n\n"
+    finally:
+        stop.set()
 
 
 # --- routes -----------------------------------------------------------------------------------
 STREAM_DOC = ("With `stream: true`, a `text/event-stream` of `data: {chat.completion.chunk}` events "
-              "ending with `data: [DONE]`; the last chunk carries the answer's records.")
+              "(schema ChatCompletionChunk) ending with `data: [DONE]`; the last chunk carries the "
+              "answer's records.")
+CHAT_OK: dict[int | str, dict[str, Any]] = {200: {
+    "model": ChatCompletion, "description": STREAM_DOC,
+    # Each event as a client reads it (OpenAPI 3.2's itemSchema, which schemathesis checks every
+    # event against; a stream-wide `schema` would describe the events as one array): a `data`
+    # line holding a JSON ChatCompletionChunk (or an error), then `[DONE]`.
+    "content": {"text/event-stream": {
+        "itemSchema": {
+            "type": "object", "required": ["data"],
+            "properties": {"data": {"type": "string", "description": STREAM_DOC, "anyOf": [
+                {"contentMediaType": "application/json", "contentSchema": {"anyOf": [
+                    {"$ref": "#/components/schemas/ChatCompletionChunk"},
+                    {"$ref": "#/components/schemas/ErrorBody"}]}},
+                {"const": "[DONE]"}]},
+                           "event": {"type": "string"}}}}}}}
 
 
 def install_openapi(app: FastAPI) -> None:
     """The OpenAPI document also describes a streamed answer's chunks (ChatCompletionChunk), which
-    no route returns as JSON."""
+    no route returns as JSON. Served behind the API's credentials by server.add_api_docs()."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -392,11 +670,19 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def build_router(holder: EngineHolder, settings: Settings, limiter: Limiter | None = None
-                 ) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(make_auth(settings))])
-    limiter = limiter or Limiter(settings.concurrency, settings.queue_size)
+def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None = None,
+                 limiter: Limiter | None = None) -> APIRouter:
+    auth = auth or ApiAuth(settings)
+    limiter = limiter or Limiter(settings.concurrency, settings.queue_size,
+                                 settings.busy_retry_after)
     feedback = FeedbackStore(settings)
+    feedback_request = feedback_model(settings)
+    has_llm = (holder.get().llm is not None if holder.ready
+               else settings.llm_configured and settings.answer_mode != "extractive")
+    chat_model, search_model = request_models(
+        settings, ("llm", "extractive") if has_llm else ("extractive",))
+    limit = settings.max_question_chars
+    router = APIRouter(dependencies=[Depends(auth.dependency())], responses=ERROR_RESPONSES)
 
     @router.get("/health")
     def health() -> dict[str, Any]:
@@ -418,30 +704,25 @@ def build_router(holder: EngineHolder, settings: Settings, limiter: Limiter | No
     @router.get("/v1/models/{model_id}")
     def model(model_id: str) -> dict[str, Any]:
         if model_id != MODEL_ID:
-            raise AssistantError(f"no model {model_id!r}; this server has {MODEL_ID!r}", status=404)
+            raise AssistantError(f"no such model; this server has {MODEL_ID!r}", status=404)
         return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "paper-assistant"}
 
-    @router.post("/v1/chat/completions", response_model=None, responses={200: {
-        "model": ChatCompletion, "description": STREAM_DOC,
-        "content": {"text/event-stream": {
-            "schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
-    async def chat_completions(request: ChatRequest) -> Any:
+    @router.post("/v1/chat/completions", response_model=None, responses=CHAT_OK)
+    async def chat_completions(request: chat_model) -> Any:  # type: ignore[valid-type]
         engine = holder.get()
-        question, history = conversation(request)
-        question = validate(settings, engine, question, history, request.mode)
+        question, history = conversation(request.messages, settings)
+        validate(engine, request.mode)
         options = {"mode": request.mode, "k": request.k, "compare_titles": request.compare_titles}
         if request.stream:
-            limiter.check()
+            events, stop = await start_answer(engine, limiter, question, history, options)
             return StreamingResponse(
-                stream_events(engine, limiter, question, history, options, request.model,
-                              request.drafts),
-                media_type="text/event-stream",
+                stream_events(events, stop, request.drafts), media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        async with limiter.slot():
-            answer: Answer = await run_in_threadpool(engine.ask, question, history, **options)
+        answer: Answer = await limiter.run(engine.ask, question, history, **options)
         return {
+            # The model is always ours: the request's value is never echoed back.
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-            "created": int(time.time()), "model": request.model,
+            "created": int(time.time()), "model": MODEL_ID,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer},
                          "finish_reason": "stop", "logprobs": None}],
             **answer_fields(answer),
@@ -449,21 +730,23 @@ def build_router(holder: EngineHolder, settings: Settings, limiter: Limiter | No
 
     async def _search(q: str, k: int | None) -> SearchRecord:
         engine = holder.get()
-        async with limiter.slot():
-            result = await run_in_threadpool(engine.search, q, k)
+        result = await limiter.run(engine.search, question_text(q, limit), k)
         return search_record(result)
 
     @router.get("/v1/search")
-    async def search_get(q: str = Query(..., description="The query."),
-                         k: int | None = Query(None, ge=1, le=50)) -> SearchRecord:
+    async def search_get(
+            q: Annotated[str, Query(description="The query.",
+                                    json_schema_extra=question_schema(limit))],
+            k: Annotated[int | None, Query(ge=1, le=50, description="Papers to return.")] = None,
+    ) -> SearchRecord:
         return await _search(q, k)
 
     @router.post("/v1/search")
-    async def search_post(request: SearchRequest) -> SearchRecord:
+    async def search_post(request: search_model) -> SearchRecord:  # type: ignore[valid-type]
         return await _search(request.q, request.k)
 
     @router.post("/v1/feedback", status_code=201)
-    async def post_feedback(request: FeedbackRequest) -> FeedbackCreated:
+    async def post_feedback(request: feedback_request) -> FeedbackCreated:  # type: ignore[valid-type]
         """Thumbs up/down and flags on an answer, stored in the store directory; `assistant
         feedback export` turns the negative ones into evaluation questions."""
         item = await run_in_threadpool(lambda: feedback.add(**request.model_dump()))

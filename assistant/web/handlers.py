@@ -11,17 +11,24 @@ next step, closes the engine's stream, which stops the LLM request.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from assistant.citations import Citation, SourceDoc
 from assistant.conversation import Turn
 from assistant.engine import Answer, Engine, clean_question
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, CorpusError
+from assistant.export import EXTENSIONS, export_answer
+from assistant.filters import Filters
+from assistant.formats import FORMATS
+from assistant.ingest import ingest_files
 from assistant.retrieval import COMPARE
 from assistant.settings import Settings
 from assistant.store import PaperRecord
@@ -42,6 +49,7 @@ from assistant.web.render import (
     sources_html,
     status_html,
     thread_html,
+    upload_summary_html,
 )
 from assistant.web.support import supporting_sentences
 from assistant.web.topics import TopicMapCache, legend_html, sample, svg
@@ -57,6 +65,9 @@ FEEDBACK_FLAGS = {"up": ("up", []), "down": ("down", []),
                   "wrong_citation": ("down", ["wrong_citation"]),
                   "missing_paper": ("down", ["missing_paper"])}
 Out = dict[str, Any]
+# Every extension a supported format is chosen by, and .xml (PubMed, sniffed by content).
+UPLOAD_EXTENSIONS = sorted({e for f in FORMATS.values() for e in f.extensions} | {".xml"})
+EXPORTS = {"bibtex": "BibTeX", "ris": "RIS", "markdown": "Markdown", "csv": "CSV"}
 
 
 @dataclass
@@ -66,6 +77,9 @@ class Pending:
     question: str
     compare: list[str] = field(default_factory=list)
     scope: list[str] = field(default_factory=list)
+    # Explicit filters (the session's controls, or none at all to undo filters read from the
+    # question); None lets the engine read filter phrases from the question's words.
+    filters: Filters | None = None
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     exchange_id: str = field(default_factory=lambda: "a" + uuid.uuid4().hex[:10])
 
@@ -114,6 +128,7 @@ class UIHandlers:
         self._lock = threading.Lock()
         self._running: set[str] = set()
         self._stopped: set[str] = set()
+        self._exports: Path | None = None
 
     # --- header, mode, startup ------------------------------------------------------------------
     def mode_label(self, engine: Engine | None, mode: str | None) -> str:
@@ -160,10 +175,14 @@ class UIHandlers:
 
     def show(self, conversation: Conversation, owner: str) -> Out:
         exchanges = self.views(conversation)
+        latest = exchanges[-1] if exchanges else None
         return {"conversation": conversation, "thread": thread_html(exchanges),
                 "sources": sources_html(exchanges, self.settings.support_threshold),
                 "conv_id": conversation.id, "history": self.history_choices(owner, conversation.id),
-                "live": "", "notice": ""}
+                "live": "", "notice": "",
+                "unfilter": gr.update(visible=bool(latest and latest.filters)),
+                "export_row": gr.update(visible=bool(latest and latest.sources)),
+                "export_file": gr.update(value=None, visible=False), "export_msg": ""}
 
     def open_conversation(self, conversation_id: str | None, owner: str) -> Out:
         """A saved conversation (from the sidebar, or the page's address after a reload), or a
@@ -182,7 +201,7 @@ class UIHandlers:
 
     # --- asking -------------------------------------------------------------------------------
     def begin(self, question: str, conversation: Conversation | None, scope: Sequence[str],
-              compare: Sequence[str] = ()) -> Out:
+              compare: Sequence[str] = (), filters: Filters | None = None) -> Out:
         """Check the question before anything changes (on failure it stays in the box, with the
         reason shown once, inline); on success lock the input and show the question at once."""
         conversation = conversation or Conversation()
@@ -194,13 +213,32 @@ class UIHandlers:
                     hint="press “New conversation” to start over (setting ASSISTANT_MAX_TURNS)")
         except AssistantError as exc:
             return {"pending": None, "notice": notice_html(message(exc)), "error": message(exc)}
-        pending = Pending(question, list(compare), list(scope))
+        pending = Pending(question, list(compare), list(scope), filters)
         waiting = "Waiting for the assistant…" if not self.holder.ready else "Searching the papers…"
         return {"pending": pending, "notice": "", "compare_msg": "",
                 "question": gr.update(value="", interactive=False),
                 "send": gr.update(visible=False), "stop": gr.update(visible=True),
                 "live": live_html(ExchangeView(pending.exchange_id, question, ""), waiting,
                                   comparison=self._comparison(pending))}
+
+    def begin_filtered(self, question: str, conversation: Conversation | None, scope: Sequence[str],
+                       years: str | None = None, authors: str | None = None,
+                       venues: str | None = None, collection: str | None = None) -> Out:
+        """`begin` with the session's filter controls; a filter that cannot be read (a year
+        range such as "2025-2020") is refused inline like a bad question."""
+        try:
+            filters = session_filters(years, authors, venues, collection)
+        except AssistantError as exc:
+            return {"pending": None, "notice": notice_html(message(exc)), "error": message(exc)}
+        return self.begin(question, conversation, scope, filters=filters)
+
+    def begin_unfiltered(self, conversation: Conversation | None, scope: Sequence[str]) -> Out:
+        """The latest question asked again with no filter at all: explicit empty filters also stop
+        the engine from reading filters out of the question's words ("since 2023")."""
+        latest = conversation.exchanges[-1] if conversation and conversation.exchanges else None
+        if latest is None:
+            return {"pending": None, "notice": "", "error": "no question to ask again"}
+        return self.begin(latest.question, conversation, scope, filters=Filters())
 
     def begin_compare(self, titles: Sequence[str] | None, conversation: Conversation | None,
                       scope: Sequence[str]) -> Out:
@@ -302,7 +340,7 @@ class UIHandlers:
             top = len(pending.scope) if pending.scope and not pending.compare else (int(k) if k else None)
             result: Answer | None = None
             events = engine.stream(pending.question, turns, mode=use_mode, k=top,
-                                   compare_titles=list(titles))
+                                   compare_titles=list(titles), filters=pending.filters)
             try:
                 for event in events:
                     if self.stopped(pending.token):
@@ -434,6 +472,79 @@ class UIHandlers:
     def clear_scope(self) -> Out:
         return {"scope": [], "scope_view": "", "scope_clear": gr.update(visible=False)}
 
+    # --- upload -------------------------------------------------------------------------------
+    def upload(self, files: Sequence[str] | None, collection: str | None,
+               progress: Callable[..., Any] | None = None) -> Out:
+        """Ingest the files of an upload into the store (and a named collection when given):
+        limits checked first, then every file read and validated before anything is written, so
+        a wrong file is refused with its reason, inline, and changes nothing."""
+        paths = [Path(f) for f in files or []]
+        collection = (collection or "").strip() or None
+        try:
+            self._check_upload(paths)
+            engine = self.holder.get()
+            if progress is not None:
+                progress(0.0, desc="Reading the files")
+
+            def embedded(done: int, total: int) -> None:
+                if progress is not None and total:
+                    progress(done / total, desc=f"Embedding {done:,}/{total:,} passages")
+
+            summary = ingest_files(paths, self.settings, collection=collection, progress=embedded)
+        except AssistantError as exc:
+            return {"upload_msg": notice_html(local_names(message(exc), paths))}
+        except Exception as exc:  # a parser's surprise must not leave the page without an answer
+            log.exception("upload failed")
+            return {"upload_msg": notice_html(
+                f"Internal error ({type(exc).__name__}) while reading the upload; nothing was "
+                "added. See the server log.")}
+        for attribute in ("duplicates", "skipped", "warnings"):
+            setattr(summary, attribute,
+                    [local_names(line, paths) for line in getattr(summary, attribute)])
+        engine.refresh_if_stale()  # the next question, the header and the tabs see the new papers
+        corpus = self.corpus.refresh(engine)
+        return {"upload_msg": upload_summary_html(summary, [p.name for p in paths], collection),
+                "upload_files": None, "header": self.header(None),
+                "status": status_html(engine.status()),
+                "picks": gr.Dropdown(choices=[p.title for p in corpus.papers])}
+
+    def _check_upload(self, paths: Sequence[Path]) -> None:
+        limit_files, limit_bytes = self.settings.max_upload_files, self.settings.max_upload_bytes
+        if not paths:
+            raise CorpusError("choose one or more files to add first")
+        if len(paths) > limit_files:
+            raise CorpusError(f"{len(paths)} files in one upload; the limit is {limit_files}",
+                              hint="upload them in smaller groups (setting ASSISTANT_MAX_UPLOAD_FILES)")
+        wrong = [p.name for p in paths if p.suffix.lower() not in UPLOAD_EXTENSIONS]
+        if wrong:
+            raise CorpusError(f"not a supported file type: {', '.join(wrong)}",
+                              hint=f"upload {', '.join(UPLOAD_EXTENSIONS)} files")
+        size = sum(p.stat().st_size for p in paths)
+        if size > limit_bytes:
+            raise CorpusError(f"the upload holds {size:,} bytes; the limit is {limit_bytes:,}",
+                              hint="upload fewer or smaller files (setting ASSISTANT_MAX_UPLOAD_BYTES)")
+
+    # --- export -------------------------------------------------------------------------------
+    def export(self, fmt: str, conversation: Conversation | None) -> Out:
+        """The latest answer in `fmt` (EXPORTS) as a file to download: its cited papers as
+        BibTeX or RIS, the answer as Markdown with its references, its table as CSV."""
+        latest = next((e for e in reversed(conversation.exchanges if conversation else [])
+                       if e.data.get("sources")), None)
+        try:
+            if latest is None:
+                raise AssistantError("there is no answer with sources to export yet")
+            engine = self.holder.get()
+            text = export_answer(engine, answer_of(latest), fmt)
+        except AssistantError as exc:
+            return {"export_file": gr.update(value=None, visible=False),
+                    "export_msg": notice_html(message(exc))}
+        if self._exports is None:
+            self._exports = Path(tempfile.mkdtemp(prefix="paper-assistant-exports-"))
+        folder = Path(tempfile.mkdtemp(dir=self._exports))  # one per export: names never clash
+        path = folder / f"{'cited-papers' if fmt in ('bibtex', 'ris') else 'answer'}{EXTENSIONS[fmt]}"
+        path.write_text(text, encoding="utf-8")
+        return {"export_file": gr.update(value=str(path), visible=True), "export_msg": ""}
+
     # --- map ----------------------------------------------------------------------------------
     def map_view(self, conversation: Conversation | None, selected: str | None = None) -> Out:
         if not self.holder.ready:
@@ -492,7 +603,8 @@ def exchange_from(exchange_id: str, answer: Answer, support: dict[int, list[str]
     sources.sort(key=lambda s: (not s["cited"], s["n"]))
     data = {"mode": answer.mode, "mode_label": mode_label, "abstained": answer.abstained,
             "notice": answer.notice, "kind": answer.kind, "understood": True, "sources": sources,
-            "standalone": answer.standalone_question}
+            "standalone": answer.standalone_question,
+            "filters": answer.filters.to_json() if answer.filters else None}
     return Exchange(exchange_id, answer.question, answer.answer, data)
 
 
@@ -503,4 +615,47 @@ def view(exchange: Exchange) -> ExchangeView:
         mode=data.get("mode", "extractive"), mode_label=data.get("mode_label", ""),
         abstained=bool(data.get("abstained")), notice=data.get("notice", ""),
         kind=data.get("kind", "factual"), understood=bool(data.get("understood", True)),
-        sources=[SourceView(**s) for s in data.get("sources", [])])
+        sources=[SourceView(**s) for s in data.get("sources", [])],
+        filters=(data.get("filters") or {}).get("description", ""),
+        filter_phrases=list((data.get("filters") or {}).get("phrases", [])))
+
+
+def answer_of(exchange: Exchange) -> Answer:
+    """The Answer an exchange was made from, as far as exports need it (also for conversations
+    reopened from disk, which keep only what the page shows)."""
+    data = exchange.data
+    sources = data.get("sources", [])
+    citations = [Citation(n=s["n"], paper_id=s["paper_id"], title=s["title"], url=s["url"],
+                          support=float(s.get("support") or 0.0), flagged=bool(s.get("flagged")))
+                 for s in sorted(sources, key=lambda s: s["n"]) if s.get("cited")]
+    docs = [SourceDoc(n=s["n"], paper_id=s["paper_id"], title=s["title"], url=s["url"],
+                      abstract=s.get("abstract", ""), score=float(s.get("score", 0.0)),
+                      passages=list(s.get("passages", []))) for s in sources]
+    filters = data.get("filters")
+    return Answer(question=exchange.question, answer=exchange.answer,
+                  mode=data.get("mode", "extractive"), abstained=bool(data.get("abstained")),
+                  citations=citations, sources=docs, kind=data.get("kind", "factual"),
+                  standalone_question=data.get("standalone", ""), notice=data.get("notice", ""),
+                  filters=Filters.from_json({k: v for k, v in filters.items() if k != "phrases"})
+                  if filters else None)
+
+
+def session_filters(years: str | None, authors: str | None, venues: str | None,
+                    collection: str | None) -> Filters | None:
+    """The filters of the session's controls, or None when all are empty (the engine then reads
+    filter phrases from the question). Several authors or venues are separated by ";" (names
+    hold commas: "Wang, Li; Smith")."""
+    def split(text: str | None) -> list[str]:
+        return [v.strip() for v in (text or "").split(";") if v.strip()]
+
+    filters = Filters.from_options(year=(years or "").strip() or None, authors=split(authors),
+                                   venues=split(venues), collection=collection)
+    return filters or None
+
+
+def local_names(text: str, paths: Sequence[Path]) -> str:
+    """A message with the upload's temporary paths replaced by the files' own names (the server's
+    folders are nobody's business, and the user knows the files by name)."""
+    for path in paths:
+        text = text.replace(str(path), path.name)
+    return text

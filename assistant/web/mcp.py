@@ -39,7 +39,7 @@ from assistant.engine import Answer, Engine, clean_question
 from assistant.errors import AssistantError
 from assistant.settings import Settings
 from assistant.store import PaperRecord
-from assistant.web.api import Limiter, error_body, make_auth, validate
+from assistant.web.api import ApiAuth, Limiter, error_body, question_text, validate
 from assistant.web.holder import EngineHolder
 from assistant.web.records import AskResult, SearchRecord, ask_result, search_record
 
@@ -147,7 +147,8 @@ def build_mcp(holder: EngineHolder, settings: Settings, limiter: Limiter | None 
               ) -> MCPServer[Any]:
     """The MCP server over the holder's engine; `limiter` is shared with the HTTP API so that both
     together answer at most `concurrency` requests at once."""
-    limiter = limiter or Limiter(settings.concurrency, settings.queue_size)
+    limiter = limiter or Limiter(settings.concurrency, settings.queue_size,
+                                 settings.busy_retry_after)
     mcp: MCPServer[Any] = MCPServer("paper-assistant", title="Paper assistant",
                                     instructions=INSTRUCTIONS, log_level="WARNING",
                                     lifespan=lifespan)
@@ -158,8 +159,8 @@ def build_mcp(holder: EngineHolder, settings: Settings, limiter: Limiter | None 
         return holder.get()
 
     async def run(fn: Callable[[], R]) -> R:
-        async with limiter.slot():
-            return await anyio.to_thread.run_sync(fn)
+        # In a worker thread holding a Limiter slot until fn returns (see Limiter).
+        return await limiter.run(fn)
 
     def filter_ids(found: Engine, filters: PaperFilters | None) -> list[PaperRecord]:
         if filters is None or not filters.paper_ids:
@@ -214,7 +215,8 @@ def build_mcp(holder: EngineHolder, settings: Settings, limiter: Limiter | None 
         question naming two papers ("Compare X and Y") gets a comparison table."""
         found = await engine()
         use_mode = None if mode == "auto" else mode
-        question = validate(settings, found, question, [], use_mode)
+        question = question_text(question, settings.max_question_chars)
+        validate(found, use_mode)
         papers = filter_ids(found, filters)
         options: dict[str, Any] = {"mode": use_mode}
         if papers:  # named papers are always retrieved, and k keeps only them
@@ -378,14 +380,13 @@ def select_aspects(header: list[str], rows: list[list[str]], aspects: Sequence[s
 class RequireAuth:
     """The API's credentials check in front of the MCP endpoint (an ASGI app)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, auth: ApiAuth) -> None:
         self.app = app
-        self.check = make_auth(settings)
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            self.check(Request(scope))
-        except StarletteHTTPException as exc:
+        if not self.auth.accepts(Request(scope)):
+            exc: StarletteHTTPException = self.auth.refusal()
             response = JSONResponse(error_body(str(exc.detail), exc.status_code),
                                     status_code=exc.status_code, headers=exc.headers)
             await response(scope, receive, send)
@@ -393,13 +394,13 @@ class RequireAuth:
         await self.app(scope, receive, send)
 
 
-def mount_mcp(app: FastAPI, mcp: MCPServer[Any], settings: Settings) -> None:
+def mount_mcp(app: FastAPI, mcp: MCPServer[Any], auth: ApiAuth, settings: Settings) -> None:
     """Serve MCP over streamable HTTP at /mcp (stateless, JSON responses: no session to keep, so
     any worker answers any call). The app's lifespan must run `mcp.session_manager.run()`."""
     inner = mcp.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True,
                                     json_response=True, host=settings.host,
                                     max_request_body_size=settings.max_body_bytes)
-    app.router.add_route(MCP_PATH, RequireAuth(inner, settings), methods=["GET", "POST", "DELETE"],
+    app.router.add_route(MCP_PATH, RequireAuth(inner, auth), methods=["GET", "POST", "DELETE"],
                          include_in_schema=False)
 
 

@@ -164,6 +164,8 @@ class ExchangeView:
     kind: str = "factual"
     sources: list[SourceView] = field(default_factory=list)
     understood: bool = True
+    filters: str = ""  # the filters retrieval applied, for people ("2023 or later; author Wang")
+    filter_phrases: list[str] = field(default_factory=list)  # the question's words they came from
 
 
 def answer_body(answer: str, notice: str = "") -> str:
@@ -295,6 +297,11 @@ def exchange_html(exchange: ExchangeView) -> str:
                  else f"Nearest papers ({len(exchange.sources)})")
         foot.append(f'<a class="pa-srclink" href="#pa-block-{esc(exchange.id)}" role="button" '
                     f'data-answer="{esc(exchange.id)}">{label}</a>')
+    if exchange.filters:
+        where = (f" (read from “{'”, “'.join(exchange.filter_phrases)}”)" if exchange.filter_phrases
+                 else "")
+        foot.append(f'<span class="pa-chip pa-filters" title="Only papers matching these filters '
+                    f'were searched">Filters: {esc(exchange.filters)}{esc(where)}</span>')
     if exchange.understood:
         buttons = "".join(
             f'<button type="button" class="pa-fb" data-fb="{key}" data-answer="{esc(exchange.id)}" '
@@ -494,3 +501,21 @@ def notice_html(message: str, kind: str = "error") -> str:
     if not message:
         return ""
     return f'<div class="pa-inline pa-inline-{kind}" role="alert">{esc(message)}</div>'
+
+
+def upload_summary_html(summary: Any, names: Sequence[str], collection: str | None) -> str:
+    """What an upload did: counts, then each merged duplicate and skipped entry with its reason.
+    `summary` is an ingest.IngestSummary whose lines already name files by their own names."""
+    into = f" into the collection “{esc(collection)}”" if collection else ""
+    head = (f"<b>{esc(', '.join(names))}</b>{into}: {summary.papers_added} added, "
+            f"{summary.papers_updated} updated, {summary.papers_unchanged} unchanged, "
+            f"{len(summary.duplicates)} duplicate(s) merged, {len(summary.skipped)} skipped. "
+            f"The collection now holds {summary.papers_total:,} papers.")
+    parts = [f'<div class="pa-upload-head">{head}</div>']
+    for title, lines in (("Duplicates merged", summary.duplicates), ("Skipped", summary.skipped),
+                         ("Warnings", summary.warnings)):
+        if lines:
+            items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+            parts.append(f"<details open><summary>{title} ({len(lines)})</summary><ul>{items}</ul>"
+                         "</details>")
+    return f'<div class="pa-inline pa-inline-info pa-upload" role="status">{"".join(parts)}</div>'

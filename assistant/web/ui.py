@@ -18,7 +18,7 @@ import gradio as gr
 
 from assistant.errors import AssistantError
 from assistant.settings import Settings
-from assistant.web.handlers import MAX_COMPARE, UIHandlers, owner_of
+from assistant.web.handlers import EXPORTS, MAX_COMPARE, UPLOAD_EXTENSIONS, UIHandlers, owner_of
 from assistant.web.holder import EngineHolder
 from assistant.web.render import paper_html, selection_html, sources_html, thread_html
 
@@ -257,6 +257,8 @@ CSS = """
 .pa-pageinfo { font-size: .85rem; color: var(--body-text-color-subdued); margin: .5rem 0; }
 .pa-selection ul { padding-left: 1.1rem; margin: .3rem 0; font-size: .88rem; }
 .pa-status th { text-align: left; padding: .15rem .8rem .15rem 0; font-weight: 600; }
+.pa-upload ul { padding-left: 1.1rem; margin: .2rem 0; font-size: .85rem; overflow-wrap: anywhere; }
+.pa-filters { background: #eff6ff; border-color: #93c5fd; color: #1e3a8a; white-space: normal; }
 /* map */
 .pa-mapsvg { width: 100%; height: auto; display: block; background: var(--background-fill-secondary);
   border-radius: 10px; }
@@ -362,10 +364,20 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                 with gr.Column(scale=3, min_width=340):
                     add("thread", gr.HTML(thread_html([]), elem_id="pa-thread", js_on_load=THREAD_JS))
                     add("live", gr.HTML("", elem_id="pa-live", js_on_load=None))
+                    with add("export_row", gr.Row(visible=False, elem_id="pa-export")):
+                        gr.Markdown("Export the latest answer:")
+                        for fmt, label in EXPORTS.items():
+                            add(f"export_{fmt}", gr.Button(label, size="sm", min_width=60,
+                                                           elem_id=f"pa-export-{fmt}"))
+                    add("export_file", gr.File(label="Export", visible=False, interactive=False,
+                                               elem_id="pa-export-file"))
+                    add("export_msg", gr.HTML("", elem_id="pa-export-msg", js_on_load=None))
                     with gr.Group(elem_id="pa-composer"):
                         add("scope_view", gr.HTML("", elem_id="pa-scope", js_on_load=None))
                         add("scope_clear", gr.Button("✕ Ask about all papers again", size="sm",
                                                      visible=False, elem_id="pa-scope-clear"))
+                        add("unfilter", gr.Button("✕ Ask again without the filters", size="sm",
+                                                  visible=False, elem_id="pa-unfilter"))
                         with gr.Row(equal_height=True):
                             add("question", gr.Textbox(
                                 elem_id="pa-question", show_label=False, scale=8, lines=1, max_lines=6,
@@ -394,6 +406,17 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                         add("k", gr.Slider(0, 20, value=0, step=1, label="Papers to retrieve",
                                            info=f"0 = automatic ({settings.top_k}, or "
                                                 f"{settings.list_top_k} for list questions)"))
+                        add("years", gr.Textbox(label="Years", elem_id="pa-years",
+                                                placeholder="e.g. 2023-2025, 2023- or -2020"))
+                        add("authors", gr.Textbox(label="Author", elem_id="pa-authors",
+                                                  placeholder="e.g. Wang; Smith"))
+                        add("venues", gr.Textbox(label="Venue", elem_id="pa-venues",
+                                                 placeholder="e.g. MICCAI"))
+                        add("collection_filter", gr.Textbox(
+                            label="Collection", elem_id="pa-collection-filter",
+                            placeholder="all papers",
+                            info="Filters set here replace those read from the question's words "
+                                 "(“since 2023”, “papers by Wang”)."))
                         add("mode", gr.Radio(
                             choices=[(f"LLM: {settings.llm_model}", "llm"), ("offline: quoting the papers",
                                                                              "extractive")]
@@ -418,6 +441,19 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                     add("corpus_msg", gr.HTML("", js_on_load=None))
                     gr.Markdown("#### The collection")
                     add("status", gr.HTML("", elem_id="pa-status", js_on_load=None))
+                    gr.Markdown("#### Add papers")
+                    add("upload_files", gr.File(
+                        label="BibTeX, RIS, CSL-JSON, PubMed XML, arXiv Atom, JSONL, CSV or text",
+                        file_count="multiple", file_types=UPLOAD_EXTENSIONS, type="filepath",
+                        elem_id="pa-upload"))
+                    add("upload_collection", gr.Textbox(
+                        label="Into the collection", placeholder="all papers (shared)",
+                        elem_id="pa-upload-collection",
+                        info="Optional: a name puts the papers in that collection too; questions "
+                             "can then be limited to it."))
+                    add("upload_btn", gr.Button("Add these papers", variant="primary",
+                                                elem_id="pa-upload-btn"))
+                    add("upload_msg", gr.HTML("", elem_id="pa-upload-msg", js_on_load=None))
             with gr.Tab("Map", id="map") as map_tab, gr.Row(equal_height=False):
                 with gr.Column(scale=3, min_width=320):
                     add("map", gr.HTML('<div class="pa-empty">Drawing the map…</div>', elem_id="pa-map",
@@ -433,7 +469,8 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
         fn = w.fn
         private: dict[str, Any] = {"api_visibility": "private"}
         instant: dict[str, Any] = {"queue": False, "show_progress": "hidden", **private}
-        show = ["conversation", "thread", "sources", "conv_id", "history", "live", "notice"]
+        show = ["conversation", "thread", "sources", "conv_id", "history", "live", "notice",
+                "unfilter", "export_row", "export_file", "export_msg"]
         begin_out = ["pending", "notice", "compare_msg", "question", "send", "stop", "live"]
         answer_out = [*show, "question"]
         finish_out = ["question", "send", "stop"]
@@ -452,13 +489,18 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
             running.then(fn(finish_out, h.finish), None, w.outs(finish_out), **instant)
             answers.append(running)
 
-        ask_in = [c["question"], c["conversation"], c["scope"]]
-        chain(c["question"].submit(fn(begin_out, h.begin), ask_in, w.outs(begin_out), **instant))
-        chain(c["send"].click(fn(begin_out, h.begin), ask_in, w.outs(begin_out), **instant))
+        filter_in = [c["years"], c["authors"], c["venues"], c["collection_filter"]]
+        ask_in = [c["question"], c["conversation"], c["scope"], *filter_in]
+        chain(c["question"].submit(fn(begin_out, h.begin_filtered), ask_in, w.outs(begin_out),
+                                   **instant))
+        chain(c["send"].click(fn(begin_out, h.begin_filtered), ask_in, w.outs(begin_out), **instant))
+        chain(c["unfilter"].click(fn(begin_out, h.begin_unfiltered), [c["conversation"], c["scope"]],
+                                  w.outs(begin_out), **instant))
         for button, (_, text) in zip(examples, EXAMPLES, strict=True):
-            def begin_example(conversation: Any, scope: Any, text: str = text) -> dict[str, Any]:
-                return h.begin(text, conversation, scope)
-            chain(button.click(fn(begin_out, begin_example), [c["conversation"], c["scope"]],
+            def begin_example(conversation: Any, scope: Any, years: str, authors: str, venues: str,
+                              collection: str, text: str = text) -> dict[str, Any]:
+                return h.begin_filtered(text, conversation, scope, years, authors, venues, collection)
+            chain(button.click(fn(begin_out, begin_example), [c["conversation"], c["scope"], *filter_in],
                                w.outs(begin_out), **instant))
         chain(c["compare_btn"].click(fn(begin_out, h.begin_compare),
                                      [c["picks"], c["conversation"], c["scope"]], w.outs(begin_out),
@@ -557,6 +599,26 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
         c["ask_selected"].click(fn(scope_out, h.ask_about), [c["selection"]], w.outs(scope_out),
                                 **private)
         c["scope_clear"].click(fn(scope_out, h.clear_scope), None, w.outs(scope_out), **private)
+
+        # Upload: files into the store, with a progress bar on the summary while it runs; one
+        # upload at a time (ingests take the store's lock anyway).
+        upload_out = ["upload_msg", "upload_files", "header", "status", "picks"]
+
+        def upload(files: list[str] | None, collection: str,
+                   progress: gr.Progress = gr.Progress()) -> dict[str, Any]:
+            return h.upload(files, collection, progress)
+
+        c["upload_btn"].click(fn(upload_out, upload), [c["upload_files"], c["upload_collection"]],
+                              w.outs(upload_out), concurrency_limit=1, concurrency_id="uploads",
+                              show_progress="full", show_progress_on=[c["upload_msg"]], **private)
+
+        # Export: the latest answer as a file to download.
+        export_out = ["export_file", "export_msg"]
+        for fmt in EXPORTS:
+            def export(conversation: Any, fmt: str = fmt) -> dict[str, Any]:
+                return h.export(fmt, conversation)
+            c[f"export_{fmt}"].click(fn(export_out, export), [c["conversation"]], w.outs(export_out),
+                                     **private)
 
         # Map: drawn when its tab opens (the latest answer's papers marked); a click opens a paper.
         map_out = ["map", "legend"]

@@ -29,6 +29,7 @@ SUITE = [
     "tests/test_reliability_injection.py",
     "tests/test_reliability_questions.py",
     "tests/test_load.py",
+    "tests/test_reliability_attacks.py",
 ]
 
 
@@ -176,6 +177,21 @@ def summary() -> str:
                 f"{errors} errors; offline, plain (cold caches): {first['throughput_rps']} req/s, "
                 "p50/p95/p99 "
                 f"{first['latency_s']['p50']}/{first['latency_s']['p95']}/{first['latency_s']['p99']}s",
+                "nothing",
+            ]
+        )
+    drops, slow = read_result("attack_dropped_streams"), read_result("attack_slow_bodies")
+    if drops and slow:
+        rows.append(
+            [
+                "Attacks (HTTP)",
+                f"{drops['clients']} clients reading the first event of a streamed answer, then "
+                f"resetting; {slow['clients']} clients announcing 50 kB and sending 1 byte",
+                drops["clients"] + slow["clients"],
+                f"at most {drops['peak_answers']} answers computing at once (limit "
+                f"{drops['concurrency']}), {drops['statuses'].get('429', 0)} refused with 429 + "
+                f"Retry-After; {slow['statuses'].get('408', 0)} slow bodies cut off with 408 within "
+                f"{slow['cut_off_s']['max']}s (timeout {slow['body_timeout']:g}s)",
                 "nothing",
             ]
         )
@@ -455,6 +471,40 @@ def load_section() -> str:
     )
 
 
+def attacks_section() -> str:
+    drops, slow = read_result("attack_dropped_streams"), read_result("attack_slow_bodies")
+    if not drops or not slow:
+        return missing("attack_dropped_streams/attack_slow_bodies")
+    dh, sh = drops["health"]["latency_s"], slow["health"]["latency_s"]
+    rows = [
+        [
+            "dropped streams",
+            drops["clients"],
+            ", ".join(f"{n}× {k}" for k, n in sorted(drops["statuses"].items())),
+            f"{drops['peak_answers']} (limit {drops['concurrency']})",
+            f"{drops['threads_before']} → {drops['threads_peak']}",
+            f"{dh['p50']} / {dh['max']}",
+            f"{drops['wall_s']} (+{drops['drain_s']} for the last answers)",
+        ],
+        [
+            "slow bodies",
+            slow["clients"],
+            ", ".join(f"{n}× {k}" for k, n in sorted(slow["statuses"].items())),
+            "—",
+            "—",
+            f"{sh['p50']} / {sh['max']}",
+            f"{slow['wall_s']} (cut off p50/max {slow['cut_off_s']['p50']}/{slow['cut_off_s']['max']})",
+        ],
+    ]
+    return (
+        table(["Attack", "Clients", "Answers", "Answers computing at once (max)", "Threads",
+               "/health p50 / max (s)", "Wall (s)"], rows)
+        + f"\n\nLimits: {drops['concurrency']} answered at once, {drops['queue_size']} waiting; "
+        f"each answer made to take at least {drops['work_seconds']}s; body timeout "
+        f"{slow['body_timeout']:g}s. Errors: {len(drops['errors']) + len(slow['errors'])}."
+    )
+
+
 def injection_section() -> str:
     data, api = read_result("injection"), read_result("injection_api")
     if not data:
@@ -552,6 +602,7 @@ SECTIONS = {
     "concurrent": concurrent_section,
     "damaged": damaged_section,
     "load": load_section,
+    "attacks": attacks_section,
     "injection": injection_section,
     "soak": soak_section,
 }
