@@ -1,13 +1,13 @@
-"""Filters (filters.py) answered from the lexical index on disk: what the in-memory
-`filters.MetadataIndex` answers from a list of every chunk's metadata, without loading anything
-proportional to the store when it opens.
+"""Filters (filters.py) answered from the lexical index on disk: what an in-memory list of every
+chunk's metadata answered before (main's `MetadataIndex`), without loading anything proportional to
+the store when it opens.
 
 The index keeps, per paper (lexical.py writes them at ingest): its year on every chunk (a fast
 field), and on its first chunk the folded words of its authors and venue, its collections, the
 references it can be chosen by (DOI, arXiv id, folded title) and the metadata itself. A filter
 becomes a tantivy query: the year as a range, authors and venues as their words (narrowing), the
 chosen papers and collections as terms; the papers found are then checked exactly with the same
-matching rules as `MetadataIndex` (filters.author_matches, filters.venue_matches).
+matching rules as before (filters.author_matches, filters.venue_matches).
 
 A question's cost follows the papers the filter keeps: a year range alone is never listed paper by
 paper (BM25 and the checks below take it as a range query).
@@ -97,7 +97,7 @@ class IndexedMetadata:
             if not value:
                 continue
             query = _all([_term("kind", PAPER_KIND), _term(field_name, value)])
-            # The first paper in store order, as MetadataIndex's first-wins aliases.
+            # The first paper in store order wins a shared reference, as before.
             hits = searcher.search(query, limit=1, count=False, order_by_field="seq",
                                    order=Order.Asc).hits
             if hits:
@@ -173,7 +173,7 @@ def _words(field_name: str, text: str, initials: bool = False) -> Query:
 
 
 def _checks(filters: Filters, meta: dict) -> bool:
-    """The exact rules of MetadataIndex on a candidate's stored metadata."""
+    """The exact author and venue rules, on a candidate's stored metadata."""
     if filters.authors:
         names = [a.strip() for a in str(meta.get("authors", "")).split(";") if a.strip()]
         if not any(author_matches(a, names) for a in filters.authors):
