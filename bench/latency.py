@@ -223,6 +223,9 @@ def breakdown(engine: Any, questions: list[dict[str, Any]]) -> dict[str, float]:
         clock("count_chunks", lambda: engine.store.count_chunks())
         r._names.clear()  # names resolved afresh, as for a new question
         result = clock("retrieve_total", lambda q=q: r.retrieve(q))
-        clock("fetch_papers", lambda res=result: engine._sources(res))
+        clock("fetch_papers", lambda res=result: engine.store.get_papers([h.paper_id for h in res.papers]))
+        records = engine.store.get_papers([h.paper_id for h in result.papers])
+        clock("relevance", lambda q=q, res=result, rec=records: engine.judge.judge(
+            q, res, {pid: p.abstract for pid, p in rec.items()}))
     return {name: round(percentile(v, 0.5) * 1e3, 2) for name, v in steps.items()} | {
         f"{name}_p95": round(percentile(v, 0.95) * 1e3, 2) for name, v in steps.items()}
