@@ -352,7 +352,7 @@ class Engine:
                         abstained=False, citations=[], sources=sources, kind=result.kind,
                         standalone_question=standalone, filters=result.filters)
         if not result.covered or not sources:
-            answer.abstained = True
+            answer.abstained, answer.mode = True, "extractive"  # no model wrote an abstention
             answer.answer = self._abstain_text(sources, result.unknown_condition)
             answer.seconds = time.perf_counter() - started
             yield answer.answer
@@ -362,7 +362,7 @@ class Engine:
         focus = [s.n for s in sources if s.paper_id in set(extra) | {e.paper_id for e in result.entities}]
         if decision.abstain:
             # Retrieval found papers near the question, and none of them answers it.
-            answer.abstained = True
+            answer.abstained, answer.mode = True, "extractive"
             answer.answer = self._abstain_text(sources)
             answer.seconds = time.perf_counter() - started
             yield answer.answer
