@@ -367,3 +367,25 @@ def test_author_and_venue_matching():
     assert not author_matches("Mull", names)
     assert venue_matches("MICCAI", VENUES[0]) and venue_matches("nature medicine", "Nature Medicine")
     assert not venue_matches("Nature", "Signature Reviews")
+
+
+# --- HTTP API ----------------------------------------------------------------------------------
+def test_api_filters_on_search_and_chat_completions(library, meta):
+    from fastapi.testclient import TestClient
+
+    from assistant.engine import Engine
+    from assistant.web.server import create_app
+
+    wanted = matching(meta, Filters(year_from=2023))
+    with TestClient(create_app(library, Engine(library))) as client:
+        found = client.post("/v1/search", json={"q": QUESTION, "k": 5, "filters": {"year": "2023-"}})
+        assert found.status_code == 200, found.text
+        ids = {p["paper_id"] for p in found.json()["papers"]}
+        assert ids and ids <= wanted
+        chat = client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": QUESTION}], "filters": {"year_from": 2023}})
+        assert chat.status_code == 200, chat.text
+        sources = {s["paper_id"] for s in chat.json()["sources"]}
+        assert sources and sources <= wanted
+        bad = client.post("/v1/search", json={"q": QUESTION, "filters": {"colour": "red"}})
+        assert bad.status_code == 400 and "unknown filter field" in bad.text

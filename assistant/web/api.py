@@ -55,12 +55,14 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.conversation import Turn
 from assistant.engine import Answer, Engine, clean_question
 from assistant.errors import AssistantError
 from assistant.feedback import FLAGS, FeedbackStore
+from assistant.filters import Filters
 from assistant.settings import Settings
 from assistant.web.holder import EngineHolder
 from assistant.web.records import (
@@ -393,6 +395,13 @@ class ChatRequestBase(BaseModel):
                                       description="Titles of papers to compare side by side.")
     drafts: StrictBool = Field(True, description="Stream the LLM's draft before the checked "
                                                  "answer.")
+    # Left out of the OpenAPI document (its rules live in Filters.from_json: a schema-valid object
+    # could still be refused); documented in docs/LIBRARY.md.
+    filters: SkipJsonSchema[dict[str, Any] | None] = Field(
+        None, description="Restrict the answer to papers by metadata: {\"year\": \"2023-2025\", "
+        "\"year_from\", \"year_to\", \"authors\": [...], \"venues\": [...], \"paper_ids\": [...], "
+        "\"collection\"}. Absent: filter words in the question (\"since 2023\") apply; {} turns "
+        "them off.")
 
 
 def question_schema(limit: int) -> dict[str, Any]:
@@ -485,6 +494,7 @@ def request_models(settings: Settings, modes: tuple[str, ...]) -> tuple[type[Bas
         "SearchRequest",
         q=(question, Field(validation_alias=AliasChoices("q", "query"), description="The query.")),
         k=(PaperCount | None, Field(None, description="Papers to return.")),
+        filters=(SkipJsonSchema[dict[str, Any] | None], Field(None)),
     )
     return chat, search
 
@@ -712,7 +722,8 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
         engine = holder.get()
         question, history = conversation(request.messages, settings)
         validate(engine, request.mode)
-        options = {"mode": request.mode, "k": request.k, "compare_titles": request.compare_titles}
+        options = {"mode": request.mode, "k": request.k, "compare_titles": request.compare_titles,
+                   "filters": None if request.filters is None else Filters.from_json(request.filters)}
         if request.stream:
             events, stop = await start_answer(engine, limiter, question, history, options)
             return StreamingResponse(
@@ -728,9 +739,10 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
             **answer_fields(answer),
         }
 
-    async def _search(q: str, k: int | None) -> SearchRecord:
+    async def _search(q: str, k: int | None, filters: dict[str, Any] | None = None) -> SearchRecord:
         engine = holder.get()
-        result = await limiter.run(engine.search, question_text(q, limit), k)
+        chosen = None if filters is None else Filters.from_json(filters)
+        result = await limiter.run(engine.search, question_text(q, limit), k, filters=chosen)
         return search_record(result)
 
     @router.get("/v1/search")
@@ -743,7 +755,7 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
 
     @router.post("/v1/search")
     async def search_post(request: search_model) -> SearchRecord:  # type: ignore[valid-type]
-        return await _search(request.q, request.k)
+        return await _search(request.q, request.k, request.filters)
 
     @router.post("/v1/feedback", status_code=201)
     async def post_feedback(request: feedback_request) -> FeedbackCreated:  # type: ignore[valid-type]
