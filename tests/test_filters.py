@@ -389,3 +389,18 @@ def test_api_filters_on_search_and_chat_completions(library, meta):
         assert sources and sources <= wanted
         bad = client.post("/v1/search", json={"q": QUESTION, "filters": {"colour": "red"}})
         assert bad.status_code == 400 and "unknown filter field" in bad.text
+
+
+def test_api_export_of_the_cited_papers(library):
+    from fastapi.testclient import TestClient
+
+    from assistant.engine import Engine
+    from assistant.web.server import create_app
+
+    with TestClient(create_app(library, Engine(library))) as client:
+        got = client.post("/v1/export", json={"question": QUESTION, "format": "bibtex"})
+        assert got.status_code == 200, got.text
+        assert got.headers["content-type"].startswith("application/x-bibtex")
+        assert got.text.lstrip().startswith("@")
+        bad = client.post("/v1/export", json={"question": QUESTION, "format": "docx"})
+        assert bad.status_code == 400 and "unknown format" in bad.text

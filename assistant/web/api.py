@@ -42,7 +42,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import (
     AliasChoices,
@@ -61,6 +61,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.conversation import Turn
 from assistant.engine import Answer, Engine, clean_question
 from assistant.errors import AssistantError
+from assistant.export import EXPORT_FORMATS, EXTENSIONS, MEDIA_TYPES, export_answer
 from assistant.feedback import FLAGS, FeedbackStore
 from assistant.filters import Filters
 from assistant.settings import Settings
@@ -756,6 +757,28 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
     @router.post("/v1/search")
     async def search_post(request: search_model) -> SearchRecord:  # type: ignore[valid-type]
         return await _search(request.q, request.k, request.filters)
+
+    # Outside the OpenAPI document like `filters` (documented in docs/LIBRARY.md): the answer is
+    # a file (BibTeX, RIS, CSL-JSON, Markdown or CSV), not JSON.
+    @router.post("/v1/export", include_in_schema=False)
+    async def export(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise AssistantError("the body must be a JSON object") from None
+        if not isinstance(body, dict) or not isinstance(body.get("question"), str):
+            raise AssistantError("expected {\"question\": \"...\", \"format\": \"bibtex\"}")
+        fmt = str(body.get("format", "markdown")).lower()
+        if fmt not in EXPORT_FORMATS:
+            raise AssistantError(f"unknown format; choose one of {', '.join(EXPORT_FORMATS)}")
+        chosen = None if body.get("filters") is None else Filters.from_json(body.get("filters"))
+        engine = holder.get()
+        answer = await limiter.run(engine.ask, question_text(body["question"], limit), [],
+                                   filters=chosen)
+        text = await run_in_threadpool(export_answer, engine, answer, fmt,
+                                       [str(c) for c in body.get("columns") or []][:8])
+        return Response(text, media_type=MEDIA_TYPES[fmt], headers={
+            "Content-Disposition": f'attachment; filename="answer{EXTENSIONS[fmt]}"'})
 
     @router.post("/v1/feedback", status_code=201)
     async def post_feedback(request: feedback_request) -> FeedbackCreated:  # type: ignore[valid-type]
