@@ -110,7 +110,7 @@ def _schema() -> tantivy.Schema:
 
 
 SCHEMA = _schema()
-SCHEMA_VERSION = 2  # raise with any change to the fields or analyzers: older indexes are rebuilt
+SCHEMA_VERSION = 2  # raise with any change to the analyzers (other fields are told by the schema)
 
 
 def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -150,6 +150,8 @@ class LexicalIndex:
         try:
             if path.is_dir() and tantivy.Index.exists(str(path)):
                 index = _open(path)
+                if index.schema != SCHEMA:  # an index of another version: read as missing
+                    raise ValueError("it was written with other fields (an earlier version)")
                 index.config_reader(reload_policy="OnCommit")
                 index.searcher().num_docs  # noqa: B018 - a damaged index fails here, not mid-question
                 self.index = index
@@ -433,6 +435,8 @@ class LexicalUpdate:
         if not tantivy.Index.exists(str(self.path)):
             tantivy.Index(SCHEMA, path=str(self.path))
         self.index = _open(self.path)
+        if self.index.schema != SCHEMA:
+            raise ValueError(f"the lexical index at {self.path} has other fields (an earlier version)")
         try:
             self.writer = self.index.writer(heap_size=settings.lexical_writer_heap_mb * 1_000_000,
                                             num_threads=settings.lexical_writer_threads)
@@ -545,8 +549,7 @@ def rebuild(settings: Settings, store: PaperStore) -> None:
     store's order, each paper written once all of its chunks are read. Readers see the old index
     until the new one is committed whole. An index that cannot take the new documents (damaged, or
     of another schema version) is built beside and swapped in instead."""
-    old = LexicalIndex(settings.lexical_path)
-    if old.exists and old.stamp().get("schema", SCHEMA_VERSION) == SCHEMA_VERSION:
+    if LexicalIndex(settings.lexical_path).exists:  # readable, and of this version's fields
         update = None
         try:
             update = LexicalUpdate(settings, clear=True)
