@@ -183,7 +183,8 @@ def per_10k(sizes: list[dict[str, Any]], ingest: dict[str, Any] | None) -> dict[
         "engine_load_s": round(max(0.0, hi["engine_load_s"] - lo["engine_load_s"]) / units, 3),
         "chroma_write_s": round(write_s / max(added, 1) * 10_000, 1),
         "lexical_write_s": round(lexical_s / max(added, 1) * 10_000, 1),
-        "lexical_disk_mb": round((hi["lexical_mb"] - lo["lexical_mb"]) / units, 1),
+        "lexical_disk_mb": round((hi["lexical_mb"] - lo["lexical_mb"]) / units, 1)
+        if "lexical_mb" in hi and "lexical_mb" in lo else None,
     }
     rebuild = (hi.get("lexical_rebuild") or {}).get("seconds")
     if rebuild:
