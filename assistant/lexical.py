@@ -644,6 +644,19 @@ def open_index(settings: Settings, store: PaperStore) -> tuple[LexicalIndex, boo
     return index, _matches(index, store_stamp(store))
 
 
+def writable_in_step(settings: Settings, store: PaperStore, hashes: Mapping[str, str], *,
+                     clearing: bool) -> bool:
+    """Whether an ingest can write its papers into the index as it goes (else it rebuilds the
+    index from the store after its writes): the index matches the store (`hashes`: every paper's
+    content hash), or it is being cleared, or there is none yet and the store is empty."""
+    index = LexicalIndex(settings.lexical_path)
+    if index.exists:
+        return clearing or stamp_matches(index.stamp(), store_stamp(store, hashes))
+    # None readable: a new one can start only where no other (damaged, earlier version) lies.
+    on_disk = settings.lexical_path.is_dir() and tantivy.Index.exists(str(settings.lexical_path))
+    return not on_disk and (clearing or (not hashes and store.count_chunks() == 0))
+
+
 def index_is_fresh(settings: Settings, store: PaperStore) -> bool:
     """Whether the index on disk matches the store, every paper's content hash included (reads
     every paper record: what an ingest checks, not what opening a store checks)."""

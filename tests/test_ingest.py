@@ -515,6 +515,29 @@ def test_an_ingest_writes_only_the_papers_it_changes(settings, corpus, papers, m
     assert lexical.LexicalIndex(settings.lexical_path).count_chunks() == PaperStore(settings).count_chunks()
 
 
+def test_a_first_ingest_writes_the_index_as_it_goes(settings, corpus, monkeypatch):
+    builds = _count_rebuilds(monkeypatch)
+    run(settings, [corpus])
+    assert builds == []  # no second pass reading the store back
+    assert lexical.index_is_fresh(settings, PaperStore(settings))
+
+
+def test_rebuild_replaces_an_index_of_an_earlier_version_kept_outside_the_store(tmp_path, corpus):
+    """--rebuild wipes a local store's folder; an index elsewhere (ASSISTANT_LEXICAL_DIR) written
+    with other fields is built anew instead of being cleared in place."""
+    import tantivy
+
+    outside = tmp_path / "shared-lexical"
+    outside.mkdir()
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("chunk_id", stored=True)
+    tantivy.Index(builder.build(), path=str(outside))
+    settings = make_settings(tmp_path / "store", embed_backend="hash", lexical_dir=outside)
+    run(settings, [corpus], rebuild=True)
+    assert lexical.index_is_fresh(settings, PaperStore(settings))
+    assert _hits(settings, "segmentation")
+
+
 def _sneak_in(settings: Settings, paper: Paper) -> list[str]:
     """Write a paper straight into the store, as a bug or another tool might, bypassing ingest."""
     store = PaperStore(settings)
