@@ -4,8 +4,9 @@ verbatim sub-queries, and what name resolution looks up (name_index.py).
 One index (`Settings.lexical_path`, by default store_dir/lexical) holds one document per chunk:
 - `body`: title and text for BM25, tokenised as bm25s did (runs of two or more word characters,
   lower-cased, its English stop words removed, Snowball English stemmer); not stored;
-- `text`: the chunk text, stored, and indexed by its word runs with their case kept, which narrow a
-  verbatim (substring) search to a few candidates that are then checked;
+- `text`: the chunk text, stored, and indexed by its word runs with their case kept, and `pairs`, its
+  adjacent words: they narrow a verbatim (substring) search to a few candidates, checked against the
+  text where the needle is more than one run of word characters;
 - `seq`: the chunk's place in the store's order (Chroma returns chunks in the order written), so a
   verbatim search returns the same first chunks as Chroma's `$contains` would;
 - on each paper's first chunk only: the paper's names, for name_index.py;
