@@ -670,6 +670,69 @@ def scaling_base(full: dict[str, Any] | None, large: dict[str, Any] | None,
             "before and after on the same store in the same run."]
 
 
+def sizes_label(r: dict[str, Any]) -> str:
+    sizes = r.get("sizes") or []
+    return f"{sizes[0]['papers']:,} to {sizes[-1]['papers']:,} papers" if sizes else ""
+
+
+def scaling_targets(r: dict[str, Any] | None, before: dict[str, Any] | None,
+                    at: int = 100_000) -> list[str]:
+    """Issue 18's targets at `at` papers, projected from the largest store of a run (each row says
+    how)."""
+    large, unit = _largest(r), (r or {}).get("per_10k") or {}
+    if not large or not unit or large["papers"] >= at:
+        return []
+    steps = (at - large["papers"]) / 10_000
+    n = f"{at // 1000}k"
+    rows: list[list[Any]] = []
+    growth = unit.get("app_peak_rss_mb_marginal") or unit.get("app_peak_rss_mb")
+    rss = round(large["app"]["peak_rss_mb"] + steps * growth) if growth is not None else None
+    rows.append(["ready UI", "≤ 10 s", f"{large['app']['ready_s']} s",
+                 f"≈ {large['app']['ready_s']} s: the index load does not grow "
+                 f"({large['engine_load_s']} s at {large['papers']:,}); the rest is imports"])
+    rows.append(["app memory, embedded store", "≤ 1.5 GB", f"{large['app']['peak_rss_mb']} MB",
+                 f"≈ {rss} MB ({growth} MB per 10k, linear)" if rss else None])
+    reps = (large.get("replicas") or {}).get("apps")
+    if reps:
+        peak = max(a["peak_rss_mb"] for a in reps)
+        rows.append(["app memory, Chroma server", "≤ 1 GB", f"{peak} MB",
+                     f"≈ {peak} MB: the vectors live in the server; nothing else grows in the app"])
+        rows.append(["second replica ready", "≤ 10 s", f"{reps[-1]['ready_s']} s",
+                     f"≈ {reps[-1]['ready_s']} s: nothing is built at start"])
+    new = large.get("ingest_new") or {}
+    if new.get("ratio_in_run"):
+        extra = new["read_paper_hashes_s"] * (at / large["papers"] - 1)
+        ratio_at = round((new["ingest_s"] + extra) / new["ingest_embed_s"], 3)
+        rows.append([f"adding {new['papers']:,} papers / their embedding", "≤ 1.5×",
+                     f"{new['ratio_in_run']}×", f"≈ {ratio_at}× (only the read of every paper's "
+                     f"hash grows: +{round(extra, 1)} s)"])
+    if unit.get("app_peak_rss_mb") is not None:
+        rows.append(["app memory growth per 10k papers", "≤ 60 MB",
+                     f"{unit['app_peak_rss_mb']} MB from {sizes_label(r)}; {growth} MB between "
+                     "the two largest", "(linear)"])
+    p95 = large["latency"]["retrieval_ms"]["ours"]["p95"]
+    old = {s["papers"]: s for s in (before or {}).get("sizes", [])}
+    hint = None
+    if old:
+        lo = old.get(min(old, key=lambda k: abs(k - large["papers"])))
+        hi = old.get(max(old))
+        if lo and hi and hi is not lo:
+            hint = (f"not projected; the code before, whose per-question costs grew more, measured "
+                    f"{lo['latency']['retrieval_ms']['ours']['p95']} → "
+                    f"{hi['latency']['retrieval_ms']['ours']['p95']} ms from {lo['papers']:,} to "
+                    f"{hi['papers']:,} on a quiet machine")
+    rows.append(["retrieval p95", "≤ 100 ms", f"{p95} ms", hint])
+    recall = large["latency"]["recall@10"]["ours"]
+    hint = None
+    if old and max(old) >= at:
+        hint = (f"the code before measured {old[max(old)]['latency']['recall@10']['ours']} at "
+                f"{max(old):,}; retrieval returns the same chunks (see PERFORMANCE.md)")
+    rows.append(["Recall@10", "≥ 0.95", recall, hint])
+    return [f"Issue 18's targets at {n} papers, from the {large['papers']:,}-paper store of the run of "
+            f"{r['date']} (projections, not measurements):", "",
+            *_table(["target", "goal", f"measured at {large['papers']:,}", f"at {n}, projected"], rows)]
+
+
 def scaling_growth(r: dict[str, Any] | None) -> list[str]:
     """docs/SCALING.md's per-10k growth and its linear projection."""
     large = _largest(r)
@@ -694,7 +757,8 @@ def scaling_growth(r: dict[str, Any] | None) -> list[str]:
         row("vectors, float32", round(unit["chunks"] * 384 * 4 / 2**20, 1), "MB", gb),
         row("store on disk (Chroma)", unit["disk_mb"], "MB", gb),
         row("lexical index on disk", unit.get("lexical_disk_mb"), "MB", gb),
-        row("app memory, embedded store (HNSW in the app)", unit["app_peak_rss_mb"], "MB", gb),
+        row("app memory, embedded store (HNSW in the app; between the two largest sizes)",
+            unit.get("app_peak_rss_mb_marginal") or unit["app_peak_rss_mb"], "MB", gb),
         row("Chroma writes, one writer", unit["chroma_write_s"], "s", hours),
         row("lexical index writes, one writer", unit.get("lexical_write_s"), "s", hours),
         row("an ingest's read of every paper hash", hashes_10k, "s",
@@ -715,6 +779,7 @@ def write_scaling() -> Path | None:
     full, large, before = _load("full"), _load("large"), _load("before-lexical-index")
     text = SCALING.read_text(encoding="utf-8")
     for key, body in (("scaling-base", scaling_base(full, large, before)),
+                      ("scaling-targets", scaling_targets(large or full, before)),
                       ("scaling-growth", scaling_growth(large or full))):
         start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
         if start in text and end in text and body:

@@ -177,6 +177,8 @@ def per_10k(sizes: list[dict[str, Any]], ingest: dict[str, Any] | None) -> dict[
         "chunks": round(chunks_per_paper * 10_000),
         "disk_mb": round((hi["disk_mb"] - lo["disk_mb"]) / units, 1),
         "app_peak_rss_mb": round((hi["app"]["peak_rss_mb"] - lo["app"]["peak_rss_mb"]) / units, 1),
+        # Between the two largest sizes: the growth past the one-time costs of a first 10k.
+        "app_peak_rss_mb_marginal": _marginal(sizes, lambda s: s["app"]["peak_rss_mb"]),
         # The engine's own load (index open) in a warm process: app start's share that grows with
         # the store, without the import time's noise on a busy machine.
         "engine_load_s": round(max(0.0, hi["engine_load_s"] - lo["engine_load_s"]) / units, 3),
@@ -194,6 +196,14 @@ def per_10k(sizes: list[dict[str, Any]], ingest: dict[str, Any] | None) -> dict[
         out["embed_s_cpu"] = round(out["chunks"] / ingest["raw_chunks_per_s"], 1)
         out["ingest_s_cpu"] = round(out["embed_s_cpu"] * ingest["ratio_vs_raw"], 1)
     return out
+
+
+def _marginal(sizes: list[dict[str, Any]], value: Any) -> float | None:
+    """Per 10k papers between the two largest sizes (None with fewer than three sizes)."""
+    if len(sizes) < 3:
+        return None
+    a, b = sizes[-2], sizes[-1]
+    return round((value(b) - value(a)) / ((b["papers"] - a["papers"]) / 10_000), 1)
 
 
 def extrapolate(unit: dict[str, Any]) -> dict[str, Any]:
