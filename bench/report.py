@@ -60,7 +60,9 @@ def _fmt(x: Any, nd: int = 1) -> Any:
 # --- sections -------------------------------------------------------------------------------------
 def run_header(r: dict[str, Any]) -> list[str]:
     m = r["machine"]
-    return [f"Run `{r['mode']}` of {r['date']} (commit {r['commit']}, {r.get('seconds', '?')} s): "
+    sizes = (r.get("plan") or {}).get("sizes")
+    grown = f"; synthetic abstracts added: {', '.join(f'{n:,}' for n in sizes)}" if sizes else ""
+    return [f"Run `{r['mode']}` of {r['date']} (commit {r['commit']}, {r.get('seconds', '?')} s{grown}): "
             f"{m['cpus']} CPUs, torch threads {m['torch_threads']}, GPU {m['gpu']}, "
             f"{m['memory_gb']} GB RAM, load average at start {m['load_avg_1m']}."]
 
