@@ -23,7 +23,7 @@ from assistant.chunks import chunk_paper, embed_text
 from assistant.corpus import Paper, load_papers
 from assistant.embedding import Embedder, get_embedder
 from assistant.errors import CorpusError
-from assistant.lexical import LexicalIndex, LexicalUpdate, fingerprint, stamp_matches, store_stamp
+from assistant.lexical import LexicalUpdate, fingerprint, store_stamp, writable_in_step
 from assistant.lexical import rebuild as rebuild_lexical
 from assistant.settings import Settings
 from assistant.store import PaperStore, StoredKeys, ingest_lock, wipe_local_store
@@ -128,8 +128,7 @@ def ingest(
 
         # The lexical index takes this ingest's papers only if it matched the store before it;
         # otherwise (a crash, a write behind its back, a restored copy) it is rebuilt after it.
-        in_step = rebuild or stamp_matches(LexicalIndex(settings.lexical_path).stamp(),
-                                           store_stamp(store, stored))
+        in_step = writable_in_step(settings, store, stored, clearing=rebuild)
         if to_write or removed or orphans or store.dirty or not in_step:
             # The index writer first: an index another process writes stops us before any change.
             lexical = LexicalUpdate(settings, clear=rebuild) if in_step else None

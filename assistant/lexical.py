@@ -4,8 +4,9 @@ verbatim sub-queries, and what name resolution looks up (name_index.py).
 One index (`Settings.lexical_path`, by default store_dir/lexical) holds one document per chunk:
 - `body`: title and text for BM25, tokenised as bm25s did (runs of two or more word characters,
   lower-cased, its English stop words removed, Snowball English stemmer); not stored;
-- `text`: the chunk text, stored, and indexed by its word runs with their case kept, which narrow a
-  verbatim (substring) search to a few candidates that are then checked;
+- `text`: the chunk text, stored, and indexed by its word runs with their case kept, and `pairs`, its
+  adjacent words: they narrow a verbatim (substring) search to a few candidates, checked against the
+  text where the needle is more than one run of word characters;
 - `seq`: the chunk's place in the store's order (Chroma returns chunks in the order written), so a
   verbatim search returns the same first chunks as Chroma's `$contains` would;
 - on each paper's first chunk only: the paper's names, for name_index.py;
@@ -37,6 +38,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,8 @@ TOKENS_FILE = "tokens.txt"
 # Python's \w (what needles are split by) as a tantivy tokenizer pattern.
 WORD_CHARS = r"[\p{L}\p{N}_]"
 VERBATIM_PAGE = 256  # candidates checked per read in a verbatim search
+MAX_WORD_CHOICES = 64  # words a run of a verbatim search may be before its word pairs are not used
+PAIR = "\x1f"  # joins the two words of a `pairs` term
 NODE_CACHE = 4_096  # chunks kept from recent searches, for the nodes of their hits
 STAMP_KIND = "stamp"
 PAPER_KIND = "paper"
@@ -95,6 +99,9 @@ def _schema() -> tantivy.Schema:
     b.add_bytes_field("filter_meta", stored=True, indexed=False)  # first chunk: filter_meta()
     b.add_text_field("body", tokenizer_name="assistant_bm25", index_option="freq")
     b.add_text_field("text", stored=True, tokenizer_name="assistant_words", index_option="basic")
+    # Adjacent words ("medical\x1fimage"): a two-word verbatim search is a term lookup, not a
+    # phrase match over two long posting lists.
+    b.add_text_field("pairs", tokenizer_name="assistant_spaces", index_option="basic")
     b.add_unsigned_field("seq", fast=True)
     # The paper's year on every chunk (0: unknown), so that BM25 ranks within a year range.
     b.add_integer_field("year", indexed=True, fast=True)
@@ -118,7 +125,7 @@ def _schema() -> tantivy.Schema:
 
 
 SCHEMA = _schema()
-SCHEMA_VERSION = 2  # raise with any change to the fields or analyzers: older indexes are rebuilt
+SCHEMA_VERSION = 3  # raise with any change to the analyzers (other fields are told by the schema)
 
 
 def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -158,13 +165,15 @@ class LexicalIndex:
         try:
             if path.is_dir() and tantivy.Index.exists(str(path)):
                 index = _open(path)
+                if index.schema != SCHEMA:  # an index of another version: read as missing
+                    raise ValueError("it was written with other fields (an earlier version)")
                 index.config_reader(reload_policy="OnCommit")
                 index.searcher().num_docs  # noqa: B018 - a damaged index fails here, not mid-question
                 self.index = index
         except (ValueError, OSError) as exc:  # read as missing: a writer rebuilds it
             log.warning("lexical index at %s is unreadable (%s)", path, exc)
         self._bm25 = bm25_analyzer()
-        self._nodes: OrderedDict[str, TextNode] = OrderedDict()
+        self._nodes: OrderedDict[str, tantivy.Document] = OrderedDict()
         self._nodes_lock = threading.Lock()
         self._tokens = _TokenFile(path / TOKENS_FILE)
 
@@ -245,67 +254,79 @@ class LexicalIndex:
         if self.index is None or limit < 1:
             return []
         searcher = self.searcher()
-        query = self._candidates(needle)
+        query, exact = self._candidates(needle)
         if query is None:
             return []
         out: list[str] = []
         offset = 0
         while len(out) < limit:
-            hits = searcher.search(query, limit=VERBATIM_PAGE, count=False, offset=offset,
-                                   order_by_field="seq", order=Order.Asc).hits
+            hits = searcher.search(query, limit=limit if exact else VERBATIM_PAGE, count=False,
+                                   offset=offset, order_by_field="seq", order=Order.Asc).hits
             for _, addr in hits:
                 doc = searcher.doc(addr)
                 text = doc.get_first("text")
-                if text is not None and needle in text:
-                    out.append(self._remember(doc).node_id)
+                if text is not None and (exact or needle in text):
+                    out.append(self._remember(doc.get_first("chunk_id"), doc))
                     if len(out) >= limit:
                         break
-            if len(hits) < VERBATIM_PAGE:
+            if exact or len(hits) < VERBATIM_PAGE:
                 break
             offset += VERBATIM_PAGE
         return out
 
-    def _candidates(self, needle: str) -> Query | None:
-        """Chunks that may contain the needle: for each of its word runs, the chunks with a word
-        the run can be part of. A run inside the needle is a whole word of the chunk, one at its
-        start begins a word, one at its end ends a word, one alone can sit anywhere in a word."""
+    def _candidates(self, needle: str) -> tuple[Query | None, bool]:
+        """The chunks that may contain the needle (None: none can), and whether all of them do.
+
+        Each word run of the needle is part of a word of the chunk: a run inside the needle is a
+        whole word, one at its start ends a word, one at its end begins one, one alone can sit
+        anywhere in a word; consecutive runs are adjacent words, looked up as word pairs. A needle
+        of word characters only is in exactly the chunks with a word containing it; any other
+        candidate is checked against the stored text."""
         runs = list(TOKEN_RUN.finditer(needle))
-        # Short runs ("2" of "SAM 2") narrow little and cost much; the longer ones suffice.
-        runs = [m for m in runs if len(m.group(0)) >= 3] or runs
         if not runs:  # no word characters at all: every chunk is a candidate
-            return Query.all_query()
-        clauses = []
-        for match in runs:
-            run = match.group(0)
-            starts_word, ends_word = match.start() > 0, match.end() < len(needle)
-            if starts_word and ends_word:
-                clauses.append((Occur.Must, _term("text", run, "basic")))
-            elif starts_word:
-                clauses.append((Occur.Must, Query.regex_query(self.schema, "text", re.escape(run) + ".*")))
-            else:
-                words = self._tokens.containing(run, at_end=ends_word)
-                if not words:
-                    return None
-                clauses.append((Occur.Must, Query.term_set_query(self.schema, "text", sorted(words))))
-        return Query.boolean_query(clauses)
+            return Query.all_query(), False
+        choices = [self._run_choices(m, needle) for m in runs]
+        if any(c is None for c in choices):
+            return None, False
+        exact = len(runs) == 1 and runs[0].group(0) == needle
+        searcher = self.searcher()
+        pairs = [q for left, right in pairwise(choices)
+                 if (q := _pair_query(left, right, searcher)) is not None]
+        if pairs:
+            return Query.boolean_query([(Occur.Must, q) for q in pairs]), exact
+        # One run, or runs with too many words to pair: the chunks with every run's words (short
+        # runs, "2" of "SAM 2", narrow little and cost much: the longer ones suffice).
+        kept = [c for m, c in zip(runs, choices, strict=True) if len(m.group(0)) >= 3] or choices
+        return Query.boolean_query([(Occur.Must, c.query()) for c in kept if c]), exact
+
+    def _run_choices(self, match: re.Match[str], needle: str) -> _Choices | None:
+        """The chunk words a run of the needle can be part of (None: no word of the index)."""
+        run = match.group(0)
+        starts_word, ends_word = match.start() > 0, match.end() < len(needle)
+        if starts_word:
+            return _Choices(run, None, prefix=not ends_word)
+        words = self._tokens.containing(run, at_end=ends_word)
+        return _Choices(run, words) if words else None
 
     def node(self, chunk_id: str) -> TextNode | None:
         """The chunk as a llama-index node: from the recent searches, else from the index."""
         with self._nodes_lock:
-            node = self._nodes.get(chunk_id)
-        if node is not None or self.index is None:
-            return node
-        searcher = self.searcher()
-        hits = searcher.search(_term("chunk_id", chunk_id, "basic"), limit=1, count=False).hits
-        return self._remember(searcher.doc(hits[0][1])) if hits else None
+            doc = self._nodes.get(chunk_id)
+        if doc is None and self.index is not None:
+            searcher = self.searcher()
+            hits = searcher.search(_term("chunk_id", chunk_id, "basic"), limit=1, count=False).hits
+            if hits:
+                doc = searcher.doc(hits[0][1])
+                self._remember(chunk_id, doc)
+        return self._node_of(doc) if doc is not None else None
 
-    def _remember(self, doc: tantivy.Document) -> TextNode:
-        node = self._node_of(doc)
+    def _remember(self, chunk_id: str, doc: tantivy.Document) -> str:
+        """Keep a stored chunk of a recent search (its node is made only if asked for)."""
         with self._nodes_lock:
-            self._nodes[node.node_id] = node
+            self._nodes[chunk_id] = doc
             if len(self._nodes) > NODE_CACHE:
                 self._nodes.popitem(last=False)
-        return node
+        return chunk_id
 
     @staticmethod
     def _node_of(doc: tantivy.Document) -> TextNode:
@@ -318,6 +339,40 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return self.count_chunks()
+
+
+@dataclass(frozen=True)
+class _Choices:
+    """The words one run of a verbatim search may be part of: listed (from the token file), or
+    the run itself as a whole word or a word's beginning."""
+
+    run: str
+    words: set[str] | None  # None: `run` itself (whole, or a prefix)
+    prefix: bool = False
+
+    def query(self) -> Query:
+        if self.words is not None:
+            return Query.term_set_query(SCHEMA, "text", sorted(self.words))
+        if self.prefix:
+            return Query.regex_query(SCHEMA, "text", re.escape(self.run) + ".*")
+        return _term("text", self.run)
+
+
+def _pair_query(left: _Choices | None, right: _Choices | None, searcher: tantivy.Searcher
+                ) -> Query | None:
+    """The chunks where a word of `left` is followed by a word of `right` (None: too many words
+    to pair, or nothing to pair). Only the needle's last run can be a prefix, and only its first a
+    listed set of words."""
+    if left is None or right is None or left.prefix:
+        return None
+    lefts = sorted(left.words) if left.words is not None else [left.run]
+    if right.words is not None or len(lefts) > MAX_WORD_CHOICES:
+        return None
+    if not right.prefix:
+        return Query.term_set_query(SCHEMA, "pairs", [f"{w}{PAIR}{right.run}" for w in lefts])
+    # The pairs' terms listed from the term dictionary: cheaper than compiling an expression.
+    terms = [t for w in lefts for t, _ in searcher.terms_with_prefix("pairs", f"{w}{PAIR}{right.run}")]
+    return Query.term_set_query(SCHEMA, "pairs", terms) if terms else Query.empty_query()
 
 
 def _term(field_name: str, value: str, option: str = "basic") -> Query:
@@ -402,6 +457,8 @@ class LexicalUpdate:
         if not tantivy.Index.exists(str(self.path)):
             tantivy.Index(SCHEMA, path=str(self.path))
         self.index = _open(self.path)
+        if self.index.schema != SCHEMA:
+            raise ValueError(f"the lexical index at {self.path} has other fields (an earlier version)")
         try:
             self.writer = self.index.writer(heap_size=settings.lexical_writer_heap_mb * 1_000_000,
                                             num_threads=settings.lexical_writer_threads)
@@ -440,8 +497,10 @@ class LexicalUpdate:
             for i, chunk in enumerate(paper.chunks):
                 seq = chunk.seq if chunk.seq is not None else self._next_seq
                 self._next_seq = max(self._next_seq, seq + 1)
+                words = self._words.analyze(chunk.text)
                 doc = tantivy.Document(chunk_id=chunk.chunk_id, paper_id=paper.paper_id,
-                                       body=f"{paper.title}\n\n{chunk.text}", text=chunk.text)
+                                       body=f"{paper.title}\n\n{chunk.text}", text=chunk.text,
+                                       pairs=" ".join({f"{a}{PAIR}{b}" for a, b in pairwise(words)}))
                 doc.add_bytes("meta", json.dumps({"title": paper.title, "url": paper.url,
                                                   "chunk_index": chunk.chunk_index}).encode())
                 doc.add_unsigned("seq", seq)
@@ -461,7 +520,7 @@ class LexicalUpdate:
                     doc.add_unsigned("atoms", names.atoms)
                     doc.add_unsigned("title_words", names.title_words)
                 self.writer.add_document(doc)
-                self._new_words.update(self._words.analyze(chunk.text))
+                self._new_words.update(words)
 
     def add_nodes(self, items: Sequence[tuple[Any, Sequence[TextNode]]]) -> None:
         """Papers as the store writes them: (paper, its chunk nodes)."""
@@ -540,8 +599,7 @@ def rebuild(settings: Settings, store: PaperStore) -> None:
     store's order, each paper written once all of its chunks are read. Readers see the old index
     until the new one is committed whole. An index that cannot take the new documents (damaged, or
     of another schema version) is built beside and swapped in instead."""
-    old = LexicalIndex(settings.lexical_path)
-    if old.exists and old.stamp().get("schema", SCHEMA_VERSION) == SCHEMA_VERSION:
+    if LexicalIndex(settings.lexical_path).exists:  # readable, and of this version's fields
         update = None
         try:
             update = LexicalUpdate(settings, clear=True)
@@ -635,6 +693,19 @@ def open_index(settings: Settings, store: PaperStore) -> tuple[LexicalIndex, boo
         return index, False
     index = LexicalIndex(settings.lexical_path)
     return index, _matches(index, store_stamp(store))
+
+
+def writable_in_step(settings: Settings, store: PaperStore, hashes: Mapping[str, str], *,
+                     clearing: bool) -> bool:
+    """Whether an ingest can write its papers into the index as it goes (else it rebuilds the
+    index from the store after its writes): the index matches the store (`hashes`: every paper's
+    content hash), or it is being cleared, or there is none yet and the store is empty."""
+    index = LexicalIndex(settings.lexical_path)
+    if index.exists:
+        return clearing or stamp_matches(index.stamp(), store_stamp(store, hashes))
+    # None readable: a new one can start only where no other (damaged, earlier version) lies.
+    on_disk = settings.lexical_path.is_dir() and tantivy.Index.exists(str(settings.lexical_path))
+    return not on_disk and (clearing or (not hashes and store.count_chunks() == 0))
 
 
 def index_is_fresh(settings: Settings, store: PaperStore) -> bool:

@@ -2,7 +2,7 @@
 and measured interleaved question by question (so machine load hits both sides alike):
 
 - query embedding on one torch thread (`embed_single_thread_max_texts`) vs on all of them;
-- verbatim sub-queries from the in-memory index (`lexical.VerbatimIndex`) vs Chroma `$contains`;
+- verbatim sub-queries from the lexical index (`lexical.LexicalIndex.contains`) vs Chroma `$contains`;
 - a named paper's chunks fetched by id vs a `where paper_id` filter;
 - the chunk count kept per store generation vs `count()` per question;
 - name resolution once per question vs twice (engine, then retrieval);

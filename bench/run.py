@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def base_store(work: Path, fresh: bool) -> Path:
 
 def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, Any]],
                  app_questions: list[dict[str, Any]], build: dict[str, Any] | None,
-                 work: Path, largest: dict[str, Any] | None = None) -> dict[str, Any]:
+                 work: Path) -> dict[str, Any]:
     from assistant.engine import Engine
     from bench import app_bench, latency
 
@@ -98,18 +99,17 @@ def measure_size(store_dir: Path, n_synthetic: int, questions: list[dict[str, An
         row["sentence_warmup"] = measure_warmup(store_dir)
     row["app"] = app_bench.run_app(store_dir, app_questions,
                                    log_path=work / f"app-{n_synthetic}.log")
-    if largest is not None:
-        row.update(measure_largest(store_dir, n_synthetic, app_questions, work, **largest))
     return row
 
 
 def measure_largest(store_dir: Path, n_synthetic: int, questions: list[dict[str, Any]], work: Path,
-                    bank: Any, new_papers: int, baseline: Path | None) -> dict[str, Any]:
+                    bank: Any, new_papers: int, baseline: Path | None
+                    ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The app of an earlier checkout (if given), replicas on a Chroma server, an ingest of new
-    papers, a full lexical rebuild (in that order: the last two change the store)."""
+    papers, a full lexical rebuild (in that order: the last two change the store); each part's
+    result as soon as it is measured."""
     from bench import large_store
 
-    out: dict[str, Any] = {}
     parts: list[tuple[str, Any]] = []
     if baseline is not None:
         parts.append(("baseline", lambda: large_store.baseline_app(store_dir, baseline, questions, work)))
@@ -118,11 +118,10 @@ def measure_largest(store_dir: Path, n_synthetic: int, questions: list[dict[str,
                         store_dir, bank, n_synthetic, new_papers, work)),
                     ("lexical_rebuild", lambda: large_store.time_rebuild(store_dir))):
         try:
-            out[key] = fn()
+            yield key, fn()
         except Exception as exc:  # one failed part must not lose the rest of the run
             log(f"{key} failed: {type(exc).__name__}: {exc}")
-            out[key] = {"error": f"{type(exc).__name__}: {exc}"}
-    return out
+            yield key, {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def load_breakdown(engine: Any) -> dict[str, float]:
@@ -178,6 +177,8 @@ def per_10k(sizes: list[dict[str, Any]], ingest: dict[str, Any] | None) -> dict[
         "chunks": round(chunks_per_paper * 10_000),
         "disk_mb": round((hi["disk_mb"] - lo["disk_mb"]) / units, 1),
         "app_peak_rss_mb": round((hi["app"]["peak_rss_mb"] - lo["app"]["peak_rss_mb"]) / units, 1),
+        # Between the two largest sizes: the growth past the one-time costs of a first 10k.
+        "app_peak_rss_mb_marginal": _marginal(sizes, lambda s: s["app"]["peak_rss_mb"]),
         # The engine's own load (index open) in a warm process: app start's share that grows with
         # the store, without the import time's noise on a busy machine.
         "engine_load_s": round(max(0.0, hi["engine_load_s"] - lo["engine_load_s"]) / units, 3),
@@ -196,6 +197,14 @@ def per_10k(sizes: list[dict[str, Any]], ingest: dict[str, Any] | None) -> dict[
         out["embed_s_cpu"] = round(out["chunks"] / ingest["raw_chunks_per_s"], 1)
         out["ingest_s_cpu"] = round(out["embed_s_cpu"] * ingest["ratio_vs_raw"], 1)
     return out
+
+
+def _marginal(sizes: list[dict[str, Any]], value: Any) -> float | None:
+    """Per 10k papers between the two largest sizes (None with fewer than three sizes)."""
+    if len(sizes) < 3:
+        return None
+    a, b = sizes[-2], sizes[-1]
+    return round((value(b) - value(a)) / ((b["papers"] - a["papers"]) / 10_000), 1)
 
 
 def extrapolate(unit: dict[str, Any]) -> dict[str, Any]:
@@ -325,10 +334,14 @@ def main() -> None:
         for n in sorted(plan["sizes"]):
             log(f"growing the store to {n} synthetic abstracts")
             build = synthetic.grow_store(make_settings(scale_dir), bank, n)
-            largest = {"bank": bank, "new_papers": plan["new_papers"], "baseline": args.baseline} \
-                if n == max(plan["sizes"]) and "largest" not in skip else None
-            sizes.append(measure_size(scale_dir, n, questions, app_questions, build, work, largest))
+            row = measure_size(scale_dir, n, questions, app_questions, build, work)
+            sizes.append(row)
             write_result(f"{name}.partial", results)
+            if n == max(plan["sizes"]) and "largest" not in skip:
+                for key, value in measure_largest(scale_dir, n, app_questions, work, bank,
+                                                  plan["new_papers"], args.baseline):
+                    row[key] = value
+                    write_result(f"{name}.partial", results)  # a run cut short keeps what it has
         results["per_10k"] = per_10k(sizes, results.get("ingest"))
         results["extrapolation"] = extrapolate(results["per_10k"])
 

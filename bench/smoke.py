@@ -56,11 +56,12 @@ def check_pipeline(work: Path) -> None:
     assert big["papers"] == 46 and big["chunks"] > small["chunks"]
 
     app = {"ready_s": 1.0, "peak_rss_mb": 100.0, "rss_ready_mb": 90.0, "api_answer_ms": summary_ms([])}
+    assert build["lexical_write_s"] >= 0 and build["lexical_disk_bytes"] > 0
     sizes = [
-        {"synthetic": 0, "papers": 6, "chunks": small["chunks"], "disk_mb": 1.0, "build": None,
-         "engine_load_s": 0.1, "latency": small, "app": app},
-        {"synthetic": 40, "papers": 46, "chunks": big["chunks"], "disk_mb": 2.0, "build": build,
-         "engine_load_s": 0.1, "latency": big, "app": app},
+        {"synthetic": 0, "papers": 6, "chunks": small["chunks"], "disk_mb": 1.0, "lexical_mb": 0.1,
+         "build": None, "engine_load_s": 0.1, "latency": small, "app": app},
+        {"synthetic": 40, "papers": 46, "chunks": big["chunks"], "disk_mb": 2.0, "lexical_mb": 0.2,
+         "build": build, "engine_load_s": 0.1, "latency": big, "app": app},
     ]
     results = {"mode": "quick", "ingest": ing, "sizes": sizes}
     results["per_10k"] = run.per_10k(sizes, ing)
@@ -70,6 +71,8 @@ def check_pipeline(work: Path) -> None:
     assert head["recall@10@6"] is not None and "ingest_ratio_vs_raw_embedding" in head
     text = report.summary_text(results)
     assert "Retrieval p95 at 6 papers" in text and "numpy exact" in text
+    assert results["per_10k"]["lexical_write_s"] is not None
+    assert "Ready UI at 46 papers" in text and "lexical index writes" in text
 
 
 def main() -> None:

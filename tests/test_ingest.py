@@ -518,6 +518,29 @@ def test_an_ingest_writes_only_the_papers_it_changes(settings, corpus, papers, m
     assert lexical.LexicalIndex(settings.lexical_path).count_chunks() == PaperStore(settings).count_chunks()
 
 
+def test_a_first_ingest_writes_the_index_as_it_goes(settings, corpus, monkeypatch):
+    builds = _count_rebuilds(monkeypatch)
+    run(settings, [corpus])
+    assert builds == []  # no second pass reading the store back
+    assert lexical.index_is_fresh(settings, PaperStore(settings))
+
+
+def test_rebuild_replaces_an_index_of_an_earlier_version_kept_outside_the_store(tmp_path, corpus):
+    """--rebuild wipes a local store's folder; an index elsewhere (ASSISTANT_LEXICAL_DIR) written
+    with other fields is built anew instead of being cleared in place."""
+    import tantivy
+
+    outside = tmp_path / "shared-lexical"
+    outside.mkdir()
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("chunk_id", stored=True)
+    tantivy.Index(builder.build(), path=str(outside))
+    settings = make_settings(tmp_path / "store", embed_backend="hash", lexical_dir=outside)
+    run(settings, [corpus], rebuild=True)
+    assert lexical.index_is_fresh(settings, PaperStore(settings))
+    assert _hits(settings, "segmentation")
+
+
 def _sneak_in(settings: Settings, paper: Paper) -> list[str]:
     """Write a paper straight into the store, as a bug or another tool might, bypassing ingest."""
     store = PaperStore(settings)
@@ -591,14 +614,36 @@ def test_the_index_is_rebuilt_when_its_stamp_does_not_match(settings, corpus, mo
     assert lexical.LexicalIndex(settings.lexical_path).stamp() == good
     assert store.count_chunks() == lexical.LexicalIndex(settings.lexical_path).count_chunks()
 
-    # An index of an older schema is built anew beside it and swapped in.
+    # Stamped by an earlier version (other analyzers): rebuilt.
     update = lexical.LexicalUpdate(settings)
     update.commit({**good, "schema": lexical.SCHEMA_VERSION - 1})
+    assert _open(settings) and builds == [1, 1, 1]
+    assert lexical.LexicalIndex(settings.lexical_path).stamp() == good
+
+
+def test_an_index_with_other_fields_is_built_anew_beside_it(settings, corpus, monkeypatch):
+    """An index written by an earlier version with other fields cannot take this version's
+    documents: it reads as missing, and is built anew beside it and swapped in."""
+    import shutil
+
+    import tantivy
+
+    run(settings, [corpus])
+    shutil.rmtree(settings.lexical_path)
+    settings.lexical_path.mkdir()
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("chunk_id", stored=True)
+    old = tantivy.Index(builder.build(), path=str(settings.lexical_path))
+    writer = old.writer()
+    writer.add_document(tantivy.Document(chunk_id="x"))
+    writer.commit()
+    writer.wait_merging_threads()
+    assert not lexical.LexicalIndex(settings.lexical_path).exists
     beside: list[int] = []
     real_beside = lexical._rebuild_beside
     monkeypatch.setattr(lexical, "_rebuild_beside", lambda *a: beside.append(1) or real_beside(*a))
-    assert _open(settings) and builds == [1, 1, 1] and beside == [1]
-    assert lexical.LexicalIndex(settings.lexical_path).stamp() == good
+    assert _open(settings) and beside == [1]
+    assert _hits(settings, "segmentation")
 
 
 def _damage(settings: Settings) -> None:
