@@ -354,6 +354,17 @@ class Settings(BaseSettings):
     mcp_http: bool = Field(
         True, description="Serve MCP over streamable HTTP at /mcp of the app (behind api_token)."
     )
+    background_load: bool = Field(
+        True,
+        description="Serve the page at once and load the embedding model and indexes in the "
+        "background (questions asked meanwhile wait, up to start_wait); false loads them before "
+        "the server listens.",
+    )
+    start_wait: float = Field(
+        30.0, ge=0,
+        description="Seconds an HTTP API call waits for the engine while it starts before "
+        "answering 503 (the assistant is starting).",
+    )
     mcp_start_wait: float = Field(
         60.0, ge=0,
         description="Seconds an MCP tool call waits for the engine while it starts (model load, "

@@ -26,6 +26,7 @@ from bench.common import (
     stop,
     summary_ms,
     tree_rss,
+    wait_answers_ready,
 )
 
 
@@ -56,6 +57,7 @@ def run_app(store_dir: Path, questions: list[dict[str, Any]], *, log_path: Path,
                     raise RuntimeError(f"app.py not ready in {timeout}s")
                 time.sleep(0.1)
             ready_s = time.perf_counter() - started
+            answers_s = wait_answers_ready(base, proc, started, timeout)
             rss_ready = tree_rss(proc.pid)
             times: list[float] = []
             errors = 0
@@ -76,6 +78,7 @@ def run_app(store_dir: Path, questions: list[dict[str, Any]], *, log_path: Path,
             stop(proc)
     result = {
         "ready_s": round(ready_s, 2),
+        "answers_ready_s": answers_s,
         "rss_ready_mb": mb(rss_ready),
         "rss_after_questions_mb": mb(rss_after),
         "peak_rss_mb": mb(status.get("VmHWM", 0)),
@@ -83,5 +86,6 @@ def run_app(store_dir: Path, questions: list[dict[str, Any]], *, log_path: Path,
         "api_answer_ms": summary_ms(times),
         "api_errors": errors,
     }
-    log(f"app on {store_dir.name}: ready in {result['ready_s']}s, peak RSS {result['peak_rss_mb']} MB")
+    log(f"app on {store_dir.name}: page in {result['ready_s']}s, answers in "
+        f"{result['answers_ready_s']}s, peak RSS {result['peak_rss_mb']} MB")
     return result

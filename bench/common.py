@@ -172,6 +172,22 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def wait_answers_ready(base: str, proc: Any, started: float, timeout: float = 600) -> float:
+    """Seconds from `started` until the app's /health says ok: the engine is loaded and a
+    question gets an answer (the page is served earlier: the app loads its models in the
+    background)."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                if json.loads(response.read()).get("status") == "ok":
+                    return round(time.perf_counter() - started, 2)
+        except (OSError, ValueError):
+            pass
+        if proc.poll() is not None or time.perf_counter() - started > timeout:
+            raise RuntimeError(f"the app at {base} did not load its engine")
+        time.sleep(0.1)
+
+
 def chroma_executable() -> str | None:
     beside = Path(PYTHON).with_name("chroma")
     return str(beside) if beside.exists() else shutil.which("chroma")

@@ -43,6 +43,7 @@ from bench.common import (
     stop,
     summary_ms,
     tree_rss,
+    wait_answers_ready,
 )
 
 
@@ -186,8 +187,9 @@ def replicas(store_dir: Path, work: Path, questions: list[dict[str, Any]]) -> di
                                            f"{(work / (name + '.log')).read_text()[-2000:]}")
                     time.sleep(0.1)
                 app["ready_s"] = round(time.perf_counter() - t, 2)
+                app["answers_ready_s"] = wait_answers_ready(f"http://127.0.0.1:{port}", proc, t)
                 app["rss_ready_mb"] = mb(tree_rss(proc.pid))
-                log(f"{name} ready in {app['ready_s']}s")
+                log(f"{name} page in {app['ready_s']}s, answers in {app['answers_ready_s']}s")
             for app in apps:
                 times = []
                 for row in questions:
@@ -197,8 +199,8 @@ def replicas(store_dir: Path, work: Path, questions: list[dict[str, Any]]) -> di
                 app["search_ms"] = summary_ms(times)
                 app["peak_rss_mb"] = mb(proc_status(app["proc"].pid).get("VmHWM", 0))
             result = {
-                "apps": [{k: a[k] for k in ("name", "ready_s", "rss_ready_mb", "peak_rss_mb",
-                                            "search_ms")} for a in apps],
+                "apps": [{k: a[k] for k in ("name", "ready_s", "answers_ready_s", "rss_ready_mb",
+                                            "peak_rss_mb", "search_ms")} for a in apps],
                 "chroma_server_rss_mb": mb(tree_rss(server.pid)),
                 "same_first_paper": _search(apps[0]["port"], questions[0]["question"])["papers"][0]
                 == _search(apps[1]["port"], questions[0]["question"])["papers"][0],

@@ -102,6 +102,11 @@ def targets_table(r: dict[str, Any]) -> list[str]:
     return _table(["Target", "Goal", "Measured", ""], rows)
 
 
+def _answers(app: dict[str, Any]) -> str:
+    """When the app answers its first question (runs before background loading lack it)."""
+    return f"{app['answers_ready_s']} s" if app.get("answers_ready_s") is not None else "–"
+
+
 def large_targets(r: dict[str, Any]) -> list[list[Any]]:
     """Issue 18's targets, at the largest size of the run."""
     sizes = r.get("sizes") or []
@@ -110,6 +115,8 @@ def large_targets(r: dict[str, Any]) -> list[list[Any]]:
     rows: list[list[Any]] = [
         [f"Ready UI at {n} papers", "≤ 10 s", f"{large['app']['ready_s']} s",
          _ok(large["app"]["ready_s"], TARGETS["large_ready_s"])],
+        [f"… and answering (models and indexes loaded in the background) at {n} papers", "–",
+         _answers(large["app"]), ""],
         [f"App peak memory at {n} papers, embedded store", "≤ 1.5 GB",
          f"{large['app']['peak_rss_mb']} MB", _ok(large["app"]["peak_rss_mb"], TARGETS["large_rss_mb"])],
     ]
@@ -120,7 +127,8 @@ def large_targets(r: dict[str, Any]) -> list[list[Any]]:
                      _ok(rss, TARGETS["replica_rss_mb"])])
         ready = reps[-1]["ready_s"]
         rows.append([f"Second replica on the same Chroma server ready, {n} papers", "≤ 10 s",
-                     f"{ready} s", _ok(ready, TARGETS["replica_ready_s"])])
+                     f"{ready} s (answering: {_answers(reps[-1])})",
+                     _ok(ready, TARGETS["replica_ready_s"])])
     new = large.get("ingest_new") or {}
     if new.get("ratio_in_run"):
         rows.append([f"Adding {new['papers']:,} papers to {n}: ingest / their embedding", "≤ 1.5×",
@@ -728,7 +736,8 @@ def scaling_targets(r: dict[str, Any] | None, before: dict[str, Any] | None,
     rows: list[list[Any]] = []
     growth = unit.get("app_peak_rss_mb_marginal") or unit.get("app_peak_rss_mb")
     rss = round(large["app"]["peak_rss_mb"] + steps * growth) if growth is not None else None
-    rows.append(["ready UI", "≤ 10 s", f"{large['app']['ready_s']} s",
+    rows.append(["ready UI", "≤ 10 s", f"{large['app']['ready_s']} s (answering: "
+                 f"{_answers(large['app'])})",
                  f"≈ {large['app']['ready_s']} s: the index load does not grow "
                  f"({large['engine_load_s']} s at {large['papers']:,}); the rest is imports"])
     rows.append(["app memory, embedded store", "≤ 1.5 GB", f"{large['app']['peak_rss_mb']} MB",

@@ -695,6 +695,12 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
     limit = settings.max_question_chars
     router = APIRouter(dependencies=[Depends(auth.dependency())], responses=ERROR_RESPONSES)
 
+    async def engine_now() -> Engine:
+        """The engine; a call made while it loads waits for it (start_wait) rather than fail."""
+        if not holder.ready and holder.error is None:
+            await run_in_threadpool(holder.wait, settings.start_wait)
+        return holder.get()
+
     @router.get("/health")
     def health() -> dict[str, Any]:
         if not holder.ready:
@@ -720,7 +726,7 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
 
     @router.post("/v1/chat/completions", response_model=None, responses=CHAT_OK)
     async def chat_completions(request: chat_model) -> Any:  # type: ignore[valid-type]
-        engine = holder.get()
+        engine = await engine_now()
         question, history = conversation(request.messages, settings)
         validate(engine, request.mode)
         options = {"mode": request.mode, "k": request.k, "compare_titles": request.compare_titles,
@@ -741,7 +747,7 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
         }
 
     async def _search(q: str, k: int | None, filters: dict[str, Any] | None = None) -> SearchRecord:
-        engine = holder.get()
+        engine = await engine_now()
         chosen = None if filters is None else Filters.from_json(filters)
         result = await limiter.run(engine.search, question_text(q, limit), k, filters=chosen)
         return search_record(result)
@@ -772,7 +778,7 @@ def build_router(holder: EngineHolder, settings: Settings, auth: ApiAuth | None 
         if fmt not in EXPORT_FORMATS:
             raise AssistantError(f"unknown format; choose one of {', '.join(EXPORT_FORMATS)}")
         chosen = None if body.get("filters") is None else Filters.from_json(body.get("filters"))
-        engine = holder.get()
+        engine = await engine_now()
         answer = await limiter.run(engine.ask, question_text(body["question"], limit), [],
                                    filters=chosen)
         text = await run_in_threadpool(export_answer, engine, answer, fmt,

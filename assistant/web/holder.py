@@ -37,6 +37,8 @@ class EngineHolder:
         in the background with `background_load`."""
         holder = cls(settings)
         ingest_first = holder.check_store()
+        if ingest_first:
+            holder.phase = "building the index"
         if ingest_first or background_load:
             holder.start_background(ingest_first=ingest_first)
         else:

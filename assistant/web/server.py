@@ -430,8 +430,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The FastAPI app: API routes first, then the Gradio UI mounted at `/`."""
     auth = parse_ui_auth(settings.ui_auth)
     tracing.configure()  # on only with the OTEL_* settings
-    holder = EngineHolder(settings, engine) if engine is not None else EngineHolder.start(settings)
-    if not holder.ready:
+    holder = (EngineHolder(settings, engine) if engine is not None
+              else EngineHolder.start(settings, background_load=settings.background_load))
+    if holder.phase == "building the index":
         print(f"First start: building the index of {len(settings.corpus_paths)} corpus "
               "file(s) in the background; the page shows the progress.", flush=True)
     api_auth = ApiAuth(settings)  # the HTTP API's and MCP's credentials
