@@ -232,3 +232,40 @@ def test_a_supported_citation_is_kept_with_its_support(engine):
     assert "[1]" in report.text and "[2]" in report.text
     assert [c.n for c in report.citations] == [1, 2]
     assert all(c.support >= engine.settings.support_threshold for c in report.citations)
+
+
+def test_the_cell_model_is_fitted_for_every_row() -> None:
+    from assistant.extractive import CELL_FEATURES, ROWS
+    from assistant.fitted import fitted_params
+
+    cells = fitted_params()["cells"]
+    assert set(cells["rows"]) == set(ROWS)
+    for row in ROWS:
+        assert set(cells["rows"][row]["coefficients"]) == set(CELL_FEATURES)
+
+
+# An abstract written for this test (not from the corpus): background first, then the proposal,
+# the data and the result, as abstracts go.
+INVENTED = SourceDoc(
+    n=1, paper_id="x", title="LiverNet: Tumour Segmentation in Abdominal CT", url="",
+    abstract=("Liver cancer is a leading cause of death worldwide. "
+              "However, manual delineation of tumours remains slow and varies between readers. "
+              "We propose LiverNet, a 3D network for liver tumour segmentation in CT scans. "
+              "We train and evaluate it on the LiTS and KiTS23 datasets with 331 patients. "
+              "LiverNet reaches a Dice score of 0.91, outperforming nnU-Net by 2.3 points. "
+              "Code is available online."))
+
+
+def test_comparison_cells_carry_the_method_data_and_result_not_the_background(engine) -> None:
+    from assistant.fitted import fitted_params
+
+    picked = engine.extractive.assign_rows(INVENTED, fitted_params()["cells"])
+    sentences = INVENTED.abstract.split(". ")
+    assert "Dice score of 0.91" in picked["Results"]
+    assert "LiTS" in picked["Data"]
+    assert "We propose LiverNet" in picked["Method"]
+    for row in ("Task", "Method", "Data", "Results"):  # never the opening background
+        assert not picked[row].startswith(sentences[0]), row
+    # The row rules it replaced stay as the fallback: one sentence per row.
+    rules = engine.extractive.assign_rows(INVENTED, None)
+    assert len(set(rules.values())) == len(rules)
