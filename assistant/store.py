@@ -206,6 +206,13 @@ def _forget_local_client(store_dir: Path) -> None:
         refcounts.pop(str(store_dir), None)
 
 
+# A paper record's vector. Records are looked up by id, never by vector, but Chroma needs one per
+# record and loads a collection's whole HNSW index into the reading process on any read: a mean
+# chunk vector per paper cost ~1.7 KB of every app's memory per paper (85 MB at 50k papers). Stores
+# written before keep their vectors and work as before; `ingest --rebuild` drops them.
+PAPER_VECTOR = [1.0]
+
+
 class PaperStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -214,6 +221,7 @@ class PaperStore:
         self.open_collections()
 
     def open_collections(self) -> None:
+        self._paper_dim: int | None = None  # a paper record's vector width (_paper_vector)
         try:
             self.chunks = self.client.get_or_create_collection(
                 f"{self.settings.collection}_chunks",
@@ -378,13 +386,32 @@ class PaperStore:
                 records.append(_record(pid, doc, meta))
         return records
 
-    def paper_vectors(self) -> tuple[list[str], np.ndarray]:
-        ids: list[str] = []
-        rows: list[np.ndarray] = []
-        for page in self._pages(self.papers, ["embeddings"]):
-            ids.extend(page["ids"])
-            rows.append(np.asarray(page["embeddings"], dtype=np.float32))
-        return ids, (np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
+    def paper_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """Each paper's mean chunk vector (unit length), in the order of `ids`; from the chunks,
+        since paper records carry none (PAPER_VECTOR). A paper without chunks gets zeros."""
+        sums: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), PAGE):
+            batch = list(ids[start : start + PAGE])
+            got = self.chunks.get(where={"paper_id": {"$in": batch}},
+                                  include=["embeddings", "metadatas"])
+            for vector, meta in zip(got["embeddings"], got["metadatas"], strict=True):
+                pid = str((meta or {}).get("paper_id", ""))
+                v = np.asarray(vector, dtype=np.float32)
+                sums[pid] = sums[pid] + v if pid in sums else v
+        dim = next((len(v) for v in sums.values()), 0)
+        rows = [np.asarray(_mean_vector(sums[pid][None, :]), dtype=np.float32) if pid in sums
+                else np.zeros(dim, dtype=np.float32) for pid in ids]
+        return np.vstack(rows) if rows and dim else np.zeros((len(ids), 0), dtype=np.float32)
+
+    def _paper_vector(self, vectors: np.ndarray) -> list[float]:
+        """What a new paper record carries: PAPER_VECTOR, or in a store written before it, the
+        mean chunk vector its collection was built with (Chroma fixes a collection's width)."""
+        if self._paper_dim is None:
+            got = self.papers.get(limit=1, include=["embeddings"])
+            embeddings = got.get("embeddings")
+            self._paper_dim = (len(embeddings[0]) if embeddings is not None and len(embeddings)
+                               else len(PAPER_VECTOR))
+        return PAPER_VECTOR if self._paper_dim == len(PAPER_VECTOR) else _mean_vector(vectors)
 
     def all_chunk_nodes(self) -> list[BaseNode]:
         nodes: list[BaseNode] = []
@@ -411,7 +438,7 @@ class PaperStore:
             ids=ids,
             documents=[paper.abstract for paper, _, _ in items],
             metadatas=[_paper_meta(paper, len(nodes_)) for paper, nodes_, _ in items],
-            embeddings=[_mean_vector(vectors) for _, _, vectors in items],
+            embeddings=[self._paper_vector(vectors) for _, _, vectors in items],
         )
 
     def delete_papers(self, ids: Sequence[str]) -> None:

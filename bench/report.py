@@ -591,9 +591,9 @@ def misses_section(r: dict[str, Any]) -> list[str]:
         out.append(f"- **App start {small['app']['ready_s']} s.** Python imports (gradio, "
                    "sentence-transformers with transformers, torch, llama-index) take most of it; the "
                    f"engine itself loads in {small['engine_load_s']} s at {small['papers']} papers "
-                   "(model already in memory). Serving the page while the engine loads in the "
-                   "background (the server already does this for a first-run ingest) would show the "
-                   "UI sooner, without answering sooner.")
+                   "(model already in memory). The page is served while the models load in the "
+                   "background (`background_load`); the first answer comes at "
+                   f"{_answers(small['app'])} (questions asked before wait for it).")
     if small["app"]["peak_rss_mb"] > TARGETS["app_rss_mb"]:
         out.append(f"- **Peak memory {small['app']['peak_rss_mb']} MB.**")
     if len(sizes) > 1:

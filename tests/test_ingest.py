@@ -784,3 +784,35 @@ def test_concurrent_ingests_wait_for_each_other(settings, corpus):
     assert results["c"].papers_unchanged == N and results["c"].papers_added == 0
     assert_store_matches(settings, [corpus])
     assert PaperStore(settings).generation == 1
+
+
+def test_paper_records_carry_no_vector_and_maps_read_the_chunks(settings, corpus):
+    """A paper record's vector would sit in every app's memory (Chroma loads a collection's index
+    on any read); the topic map's per-paper vectors come from the chunks instead."""
+    import numpy as np
+
+    from assistant.store import PAPER_VECTOR
+
+    run(settings, [corpus])
+    store = PaperStore(settings)
+    got = store.papers.get(limit=3, include=["embeddings"])
+    assert [list(v) for v in got["embeddings"]] == [PAPER_VECTOR] * 3
+    ids = got["ids"]
+    vectors = store.paper_vectors([*ids, "no-such-paper"])
+    chunks = store.chunks.get(where={"paper_id": ids[0]}, include=["embeddings"])
+    mean = np.asarray(chunks["embeddings"], dtype=np.float32).mean(axis=0)
+    assert np.allclose(vectors[0], mean / np.linalg.norm(mean), atol=1e-5)
+    assert vectors.shape == (4, len(mean)) and not vectors[3].any()
+
+
+def test_a_store_whose_papers_carry_vectors_keeps_taking_papers(settings, corpus, tmp_path):
+    """Stores written before paper records lost their vectors (Chroma fixes a collection's
+    width) still take new papers, with the vectors they were built with."""
+    store = PaperStore(settings)
+    store.papers.add(ids=["old"], documents=["an older record"], metadatas=[{"title": "Old"}],
+                     embeddings=[[0.5] * 256])
+    run(settings, [corpus])
+    store = PaperStore(settings)
+    got = store.papers.get(limit=2, include=["embeddings"])
+    assert all(len(v) == 256 for v in got["embeddings"])
+    assert store.count_papers() == N + 1

@@ -553,11 +553,10 @@ class UIHandlers:
         corpus = self.corpus.refresh(engine)
 
         def load() -> tuple[list[str], Any, list[str], int]:
-            ids, vectors = engine.store.paper_vectors()
-            keep = sample(ids)
-            texts = [f"{corpus.by_id[ids[i]].title}. {corpus.by_id[ids[i]].abstract}"
-                     if ids[i] in corpus.by_id else "" for i in keep]
-            return [ids[i] for i in keep], vectors[keep], texts, len(ids)
+            ids = [p.id for p in corpus.papers]
+            kept = [ids[i] for i in sample(ids)]
+            texts = [f"{corpus.by_id[pid].title}. {corpus.by_id[pid].abstract}" for pid in kept]
+            return kept, engine.store.paper_vectors(kept), texts, len(ids)
 
         topic_map = self.maps.get(engine.store.generation, load)
         cited: dict[str, int] = {}
