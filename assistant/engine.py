@@ -38,7 +38,7 @@ from assistant.relevance import Decision, RelevanceJudge
 from assistant.retrieval import HybridRetriever, RetrievalResult
 from assistant.sentences import SentenceVectors
 from assistant.settings import Settings
-from assistant.store import PaperRecord, PaperStore
+from assistant.store import PaperRecord, PaperStore, head_record
 from assistant.tables import cite_table_rows, cited_numbers, usable_table, without_table
 from assistant.tracing import span
 
@@ -209,8 +209,16 @@ class Engine:
             "llm_model": self.llm.name if self.llm else None,
         })
 
-    def papers(self) -> list[PaperRecord]:
-        return self._guard(self.store.all_papers)
+    def papers(self, *, abstracts: bool = True) -> list[PaperRecord]:
+        """Every paper; `abstracts=False`: without abstracts, from the lexical index when it
+        matches the store (fast and light on a large store), else from the store."""
+        if not abstracts:
+            self.refresh_if_stale()
+            heads = (self.retriever.lexical.paper_heads()
+                     if self.retriever.generation == self.store.generation else None)
+            if heads is not None:
+                return [head_record(h) for h in heads]
+        return self._guard(lambda: self.store.all_papers(abstracts=abstracts))
 
     # --- retrieval ------------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, *, filters: Filters | None = None

@@ -354,6 +354,11 @@ class Settings(BaseSettings):
     mcp_http: bool = Field(
         True, description="Serve MCP over streamable HTTP at /mcp of the app (behind api_token)."
     )
+    corpus_search_max_chunks: int = Field(
+        5_000, ge=1,
+        description="Chunks the corpus browser's search reads from the lexical index for the "
+        "papers whose text holds every searched word (titles are matched on their own).",
+    )
     background_load: bool = Field(
         True,
         description="Serve the page at once and load the embedding model and indexes in the "

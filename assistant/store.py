@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,11 +378,14 @@ class PaperStore:
             for pid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         }
 
-    def all_papers(self) -> list[PaperRecord]:
+    def all_papers(self, *, abstracts: bool = True) -> list[PaperRecord]:
+        """Every paper record; `abstracts=False` leaves the abstracts out (empty), for lists of a
+        large store: they are most of a record's memory."""
         records = []
-        for page in self._pages(self.papers, ["documents", "metadatas"]):
-            for pid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"],
-                                      strict=True):
+        include = ["documents", "metadatas"] if abstracts else ["metadatas"]
+        for page in self._pages(self.papers, include):
+            docs = page["documents"] if abstracts else [None] * len(page["ids"])
+            for pid, doc, meta in zip(page["ids"], docs, page["metadatas"], strict=True):
                 records.append(_record(pid, doc, meta))
         return records
 
@@ -476,6 +479,12 @@ def _paper_meta(paper: Paper, n_chunks: int) -> dict[str, Any]:
         "keywords": paper.keywords,
         **bibliographic_meta(paper),
     }
+
+
+def head_record(head: Mapping[str, Any]) -> PaperRecord:
+    """A paper record without its abstract, from the lexical index's head of it
+    (LexicalIndex.paper_heads)."""
+    return _record(str(head["id"]), None, dict(head))
 
 
 def _record(pid: str, doc: str | None, meta: dict | None) -> PaperRecord:

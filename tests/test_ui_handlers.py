@@ -4,6 +4,7 @@ class driven as the page drives it, over a small store of real abstracts (hash e
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 import types
@@ -284,6 +285,21 @@ def test_ask_about_selected_papers_answers_from_those_only(offline: UIHandlers) 
     out = ask(offline, "What do they use for evaluation?", scope=scoped["scope"])
     titles = {s["title"] for s in out["conversation"].exchanges[-1].data["sources"]}
     assert titles == set(scoped["scope"])
+
+
+def test_corpus_search_reads_abstracts_from_the_index_not_from_memory(offline: UIHandlers) -> None:
+    engine = offline.holder.get()
+    corpus = offline.corpus.refresh(engine)
+    assert corpus.papers and not any(p.abstract for p in corpus.papers)  # titles and metadata only
+    segmamba = next(p for p in engine.papers() if p.title == SEGMAMBA)
+    # A word of its abstract that is in no title: found through the lexical index...
+    titles = " ".join(p.title.lower() for p in corpus.papers)
+    word = next(w for w in re.findall(r"[a-z]{7,}", segmamba.abstract.lower()) if w not in titles)
+    view = offline.corpus_view(word, 0, [])
+    assert segmamba.id in view["corpus"]
+    # ...and the page shows the abstracts of its rows, fetched for that page.
+    assert segmamba.abstract[:40] in html.unescape(view["corpus"])
+    assert offline.corpus_view("zzzqxv", 0, [])["corpus"].count('type="checkbox"') == 0
 
 
 def test_status_and_map(offline: UIHandlers, store: Settings) -> None:

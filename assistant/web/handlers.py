@@ -85,7 +85,8 @@ class Pending:
 
 
 class CorpusCache:
-    """The store's papers and what the UI derives from them, rebuilt when the store changes."""
+    """The store's papers (without their abstracts: at 50k papers they would hold a quarter of a
+    GB in every app) and what the UI derives from them, rebuilt when the store changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -99,11 +100,13 @@ class CorpusCache:
         key = (engine.store.generation, engine.store.count_papers())
         with self._lock:
             if key != self._key:
-                papers = sorted(engine.papers(), key=lambda p: p.title.lower())
+                papers = sorted(engine.papers(abstracts=False), key=lambda p: p.title.lower())
                 self.papers = papers
                 self.by_id = {p.id: p for p in papers}
                 self.by_title = {p.title: p for p in papers}
-                self.known = known_word(corpus_words(f"{p.title} {p.abstract}" for p in papers))
+                vocabulary = engine.retriever.vocabulary
+                self.known = known_word(corpus_words(p.title for p in papers),
+                                        lambda w: vocabulary.knows(w))
                 self._key = key
         return self
 
@@ -419,13 +422,19 @@ class UIHandlers:
     def corpus_view(self, query: str | None, page: int | None, selection: Sequence[str]) -> Out:
         if not self.holder.ready:
             return {"corpus": notice_html(self.holder.describe(), "info")}
-        corpus = self.corpus.refresh(self.holder.get())
+        engine = self.holder.get()
+        corpus = self.corpus.refresh(engine)
         words = [w for w in (query or "").lower().split() if w]
+        # Titles by substring; abstracts through the lexical index (word forms, not substrings).
+        in_text = set(engine.retriever.lexical.papers_with_words(
+            " ".join(words), self.settings.corpus_search_max_chunks) or []) if words else set()
         shown = [p for p in corpus.papers
-                 if all(w in p.title.lower() or w in p.abstract.lower() for w in words)]
+                 if all(w in p.title.lower() for w in words) or p.id in in_text]
         pages = max(1, -(-len(shown) // CORPUS_PAGE))
         page = min(max(int(page or 0), 0), pages - 1)
-        rows = [row(p) for p in shown[page * CORPUS_PAGE:(page + 1) * CORPUS_PAGE]]
+        on_page = shown[page * CORPUS_PAGE:(page + 1) * CORPUS_PAGE]
+        full = engine.store.get_papers([p.id for p in on_page])  # the abstracts shown
+        rows = [row(full.get(p.id, p)) for p in on_page]
         return {"corpus": corpus_page_html(rows, set(selection), page, pages, len(corpus.papers),
                                            len(shown)),
                 "page": page, "prev": gr.update(interactive=page > 0),
@@ -555,7 +564,9 @@ class UIHandlers:
         def load() -> tuple[list[str], Any, list[str], int]:
             ids = [p.id for p in corpus.papers]
             kept = [ids[i] for i in sample(ids)]
-            texts = [f"{corpus.by_id[pid].title}. {corpus.by_id[pid].abstract}" for pid in kept]
+            full = engine.store.get_papers(kept)
+            texts = [f"{full[pid].title}. {full[pid].abstract}" if pid in full else ""
+                     for pid in kept]
             return kept, engine.store.paper_vectors(kept), texts, len(ids)
 
         topic_map = self.maps.get(engine.store.generation, load)
@@ -574,6 +585,7 @@ class UIHandlers:
         paper = self.corpus.by_id.get(pid) if self.holder.ready else None
         if paper is None:
             return {}
+        paper = self.holder.get().store.get_papers([pid]).get(pid, paper)  # with its abstract
         return {"map_paper": paper_html(row(paper)), "map_pick": pid,
                 "ask_paper": gr.update(visible=True)}
 

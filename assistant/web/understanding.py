@@ -49,14 +49,18 @@ def corpus_words(texts: Iterable[str]) -> frozenset[str]:
     return frozenset(w.lower() for text in texts for w in WORD.findall(text))
 
 
-def known_word(words: frozenset[str]) -> Callable[[str], bool]:
+def known_word(words: frozenset[str], corpus: Callable[[str], bool] | None = None
+               ) -> Callable[[str], bool]:
+    """`words`: words known outright (the titles'); `corpus`: a lookup of the rest of the corpus
+    (the lexical index's vocabulary), so that no abstract has to be held in memory."""
     english = english_words()
 
     def known(word: str) -> bool:
         if any(c.isdigit() for c in word):
             return True
         forms = {word, word.rstrip("s"), word.replace("’", "'")}
-        return any(f in english or f in words for f in forms if f)
+        return any(f in english or f in words or (corpus is not None and corpus(f))
+                   for f in forms if f)
 
     return known
 
