@@ -354,6 +354,11 @@ class Settings(BaseSettings):
     mcp_http: bool = Field(
         True, description="Serve MCP over streamable HTTP at /mcp of the app (behind api_token)."
     )
+    ui_picker_max_papers: int = Field(
+        5_000, ge=0,
+        description="Titles the UI's Compare picker lists (every page load sends them); a larger "
+        "collection takes typed titles instead.",
+    )
     corpus_search_max_chunks: int = Field(
         5_000, ge=1,
         description="Chunks the corpus browser's search reads from the lexical index for the "

@@ -483,3 +483,14 @@ def test_exports_of_the_latest_answer(library: UIHandlers, tmp_path: Path) -> No
     assert markdown.startswith("# Which model grades diabetic retinopathy?") and "## References" in markdown
     assert "_Filters: 2022_" in markdown
     assert files["csv"].read_text().splitlines()[0].startswith("n,title,authors,year")
+
+
+def test_a_large_collection_lists_some_titles_and_takes_typed_ones(store: Settings) -> None:
+    small = store.model_copy(update={"ui_picker_max_papers": 5})
+    handlers = UIHandlers(EngineHolder(small, Engine(small)), small)
+    picks = handlers.refresh(None)["picks"]
+    assert len(picks.choices) == 5 and picks.allow_custom_value
+    started = handlers.begin_compare([SEGMAMBA, SWIN_SMT], None, [])  # typed exact titles
+    assert started.get("pending") is not None and not started.get("compare_msg")
+    refused = handlers.begin_compare([SEGMAMBA, "A paper nobody wrote"], None, [])
+    assert "Not in the collection: A paper nobody wrote" in refused["compare_msg"]

@@ -164,8 +164,18 @@ class UIHandlers:
             radio = gr.Radio(choices=[(OFFLINE_LABEL, "extractive")], value="extractive",
                              interactive=False)
         return {"header": self.header(mode), "status": status_html(engine.status()),
-                "picks": gr.Dropdown(choices=[p.title for p in corpus.papers]),
+                "picks": self.picker(corpus),
                 "mode": radio, "timer": gr.Timer(active=False)}
+
+    def picker(self, corpus: CorpusCache) -> Any:
+        """The Compare picker's choices: every title, up to `ui_picker_max_papers` (each page
+        load sends them to the browser); past that, typed titles are taken and checked."""
+        limit = self.settings.ui_picker_max_papers
+        if len(corpus.papers) <= limit:
+            return gr.Dropdown(choices=[p.title for p in corpus.papers], allow_custom_value=False)
+        return gr.Dropdown(choices=[p.title for p in corpus.papers[:limit]], allow_custom_value=True,
+                           info=f"{len(corpus.papers):,} papers: type or paste exact titles, or "
+                           "select papers in the Corpus tab.")
 
     # --- conversations ------------------------------------------------------------------------
     def views(self, conversation: Conversation | None) -> list[ExchangeView]:
@@ -515,7 +525,7 @@ class UIHandlers:
         return {"upload_msg": upload_summary_html(summary, [p.name for p in paths], collection),
                 "upload_files": None, "header": self.header(None),
                 "status": status_html(engine.status()),
-                "picks": gr.Dropdown(choices=[p.title for p in corpus.papers])}
+                "picks": self.picker(corpus)}
 
     def _check_upload(self, paths: Sequence[Path]) -> None:
         limit_files, limit_bytes = self.settings.max_upload_files, self.settings.max_upload_bytes
