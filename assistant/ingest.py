@@ -76,10 +76,12 @@ def ingest(
     embedder: Embedder | None = None,
     fmt: str | None = None,
     collection: str | None = None,
+    drop_paper_vectors: bool = False,
 ) -> IngestSummary:
     """Bring the store in step with the corpus files. Validates every file before writing.
     `fmt` forces an input format (assistant.formats); `collection` puts every paper of the files
-    into that named collection as well.
+    into that named collection as well; `drop_paper_vectors` first rewrites the paper records of a
+    store written before PAPER_VECTOR (store.py) without their vectors.
 
     progress: True shows a progress bar on stderr, False nothing; None (the default) a bar when
     stderr is a terminal, else plain progress lines (a log, or a pipe, sees them as they come)."""
@@ -106,6 +108,10 @@ def ingest(
             store.reset()
         store.check_compatible()
         store.tune_index()
+        if drop_paper_vectors:
+            dropped = store.drop_paper_vectors()
+            summary.warnings.append(f"{dropped} paper records rewritten without their vectors"
+                                    if dropped else "paper records carry no vectors already")
 
         keys = store.paper_keys()
         stored = {pid: k.paper_hash for pid, k in keys.items()}

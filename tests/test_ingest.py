@@ -807,7 +807,9 @@ def test_paper_records_carry_no_vector_and_maps_read_the_chunks(settings, corpus
 
 def test_a_store_whose_papers_carry_vectors_keeps_taking_papers(settings, corpus, tmp_path):
     """Stores written before paper records lost their vectors (Chroma fixes a collection's
-    width) still take new papers, with the vectors they were built with."""
+    width) still take new papers, with the vectors they were built with, until dropped."""
+    from assistant.store import PAPER_VECTOR
+
     store = PaperStore(settings)
     store.papers.add(ids=["old"], documents=["an older record"], metadatas=[{"title": "Old"}],
                      embeddings=[[0.5] * 256])
@@ -816,3 +818,13 @@ def test_a_store_whose_papers_carry_vectors_keeps_taking_papers(settings, corpus
     got = store.papers.get(limit=2, include=["embeddings"])
     assert all(len(v) == 256 for v in got["embeddings"])
     assert store.count_papers() == N + 1
+    # Dropping the vectors keeps every record and the index in step with the store.
+    before = {p.id: p for p in store.all_papers()}
+    assert store.drop_paper_vectors() == N + 1 and store.drop_paper_vectors() == 0
+    store = PaperStore(settings)
+    assert {p.id: p for p in store.all_papers()} == before and not store.dirty
+    got = store.papers.get(limit=2, include=["embeddings"])
+    assert [list(v) for v in got["embeddings"]] == [PAPER_VECTOR] * 2
+    assert lexical.index_is_fresh(settings, store)
+    summary = run(settings, [corpus], drop_paper_vectors=True)  # `ingest --drop-paper-vectors`
+    assert summary.papers_added == 0 and "carry no vectors already" in " ".join(summary.warnings)
