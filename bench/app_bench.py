@@ -82,6 +82,10 @@ def run_app(store_dir: Path, questions: list[dict[str, Any]], *, log_path: Path,
         "rss_ready_mb": mb(rss_ready),
         "rss_after_questions_mb": mb(rss_after),
         "peak_rss_mb": mb(status.get("VmHWM", 0)),
+        # Of the RSS after the questions: the process's own memory, and mapped files (the
+        # lexical index's segments: page cache that other processes share and the kernel reclaims).
+        "rss_anon_after_mb": mb(status.get("RssAnon", 0)),
+        "rss_file_after_mb": mb(status.get("RssFile", 0)),
         "questions": len(questions),
         "api_answer_ms": summary_ms(times),
         "api_errors": errors,

@@ -108,12 +108,14 @@ def warmup_questions(limit: int = 30) -> list[dict[str, Any]]:
 
 # --- memory and disk ----------------------------------------------------------------------------
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of a process in bytes, from /proc (psutil is not a dependency)."""
+    """VmRSS, VmHWM (peak RSS) and RSS split into anonymous memory and mapped files (RssAnon,
+    RssFile: the lexical index's memory-mapped segments, shared and reclaimable page cache) of a
+    process in bytes, from /proc (psutil is not a dependency)."""
     out: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[key] = int(value.split()[0]) * 1024
     except OSError:
         pass

@@ -828,3 +828,15 @@ def test_a_store_whose_papers_carry_vectors_keeps_taking_papers(settings, corpus
     assert lexical.index_is_fresh(settings, store)
     summary = run(settings, [corpus], drop_paper_vectors=True)  # `ingest --drop-paper-vectors`
     assert summary.papers_added == 0 and "carry no vectors already" in " ".join(summary.warnings)
+
+
+def test_full_reads_page_through_every_record(settings, corpus, monkeypatch):
+    import assistant.store as store_module
+
+    run(settings, [corpus])
+    store = PaperStore(settings)
+    every = {p.id for p in store.all_papers()}
+    monkeypatch.setattr(store_module, "READ_PAGE", 3)  # several pages, the last one short
+    assert len(every) == N and N % 3
+    assert {p.id for p in store.all_papers()} == every == set(store.paper_keys())
+    assert set(store.paper_hashes()) == every
