@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("store", type=Path)
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "full.json",
                         help="the run whose largest size this store is (for the figures before)")
+    parser.add_argument("--ingest", type=int, default=0,
+                        help="then time an ingest of this many new synthetic papers (real model)")
     args = parser.parse_args()
     from assistant.store import PaperStore, ingest_lock
 
@@ -47,6 +49,14 @@ def main() -> None:
            "rewrite_s": round(seconds, 1), "app_after": after,
            "app_before": before["app"], "papers_before": before["papers"],
            "before_from": f"{args.results.name} of {run['date']}"}
+    if args.ingest:
+        from bench import large_store, synthetic
+
+        bank = synthetic.sentence_bank(args.store.parent, settings)
+        # Papers after the run's own `new_papers` (which followed its largest size).
+        start = before["synthetic"] + run["plan"].get("new_papers", 0)
+        out["ingest_after"] = large_store.ingest_new_papers(args.store, bank, start, args.ingest,
+                                                            args.store.parent)
     path = ROOT / "bench" / "results" / "paper-vectors.json"
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))

@@ -741,8 +741,10 @@ def scaling_targets(r: dict[str, Any] | None, before: dict[str, Any] | None,
     """Issue 18's targets at `at` papers, projected from the largest store of a run (each row says
     how)."""
     large, unit = _largest(r), (r or {}).get("per_10k") or {}
-    if not large or not unit or large["papers"] >= at:
+    if not large or not unit:
         return []
+    if large["papers"] >= at:
+        return measured_targets(r or {}, at)
     steps = (at - large["papers"]) / 10_000
     n = f"{at // 1000}k"
     rows: list[list[Any]] = []
@@ -793,6 +795,64 @@ def scaling_targets(r: dict[str, Any] | None, before: dict[str, Any] | None,
     return [f"Issue 18's targets at {n} papers, from the {large['papers']:,}-paper store of the run of "
             f"{r['date']} (projections, not measurements):", "",
             *_table(["target", "goal", f"measured at {large['papers']:,}", f"at {n}, projected"], rows)]
+
+
+def measured_targets(r: dict[str, Any], at: int) -> list[str]:
+    """Issue 18's targets from a run that measured `at` papers or more: the size targets at the
+    measured size nearest `at`, the rest at the largest size; with what dropping the paper
+    records' vectors changed (bench/paper_vectors.py), where measured on the same store."""
+    sizes = r["sizes"]
+    near = min(sizes, key=lambda s: abs(s["papers"] - at))
+    large, unit = sizes[-1], r.get("per_10k") or {}
+    n, big = f"{near['papers']:,}", f"{large['papers']:,}"
+    rows: list[list[Any]] = [
+        ["ready UI (page served)", "≤ 10 s", f"{near['app']['ready_s']} s at {n}; "
+         f"{large['app']['ready_s']} s at {big}",
+         f"answering after {_answers(near['app'])} at {n}, {_answers(large['app'])} at {big}"],
+        ["app memory, embedded store", "≤ 1.5 GB", f"{near['app']['peak_rss_mb']} MB at {n}",
+         f"{large['app']['peak_rss_mb']} MB at {big}"],
+    ]
+    reps = (large.get("replicas") or {}).get("apps")
+    if reps:
+        rows.append(["app memory, Chroma server", "≤ 1 GB",
+                     f"{max(a['peak_rss_mb'] for a in reps)} MB at {big}",
+                     "peak RSS, mapped lexical-index pages included"])
+        rows.append(["second replica ready", "≤ 10 s", f"{reps[-1]['ready_s']} s at {big}",
+                     f"answering after {_answers(reps[-1])}"])
+    new = large.get("ingest_new") or {}
+    if new.get("ratio_in_run"):
+        rows.append([f"adding {new['papers']:,} papers / their embedding", "≤ 1.5×",
+                     f"{new['ratio_in_run']}× at {big}",
+                     f"{new['read_paper_hashes_s']} s of it reading every paper's hash"])
+    if unit.get("app_peak_rss_mb") is not None:
+        rows.append(["app memory growth per 10k papers", "≤ 60 MB",
+                     f"{unit['app_peak_rss_mb']} MB from {sizes_label(r)}",
+                     f"{unit.get('app_peak_rss_mb_marginal')} MB between the two largest"])
+    b = large["latency"].get("breakdown_ms") or {}
+    rows.append(["retrieval p95", "≤ 100 ms", f"{large['latency']['retrieval_ms']['ours']['p95']} ms "
+                 f"at {big}", f"the hybrid retrieval alone: {b.get('retrieve_total_p95')} ms"])
+    rows.append(["Recall@10 (development questions)", "≥ 0.95",
+                 f"{large['latency']['recall@10']['ours']} at {big}",
+                 f"{near['latency']['recall@10']['ours']} at {n}"])
+    out = [f"Issue 18's targets, measured by the run of {r['date']} (sizes {sizes_label(r)}):", "",
+           *_table(["target", "goal", "measured", "also measured"], rows)]
+    slim = _load("paper-vectors")
+    if slim and slim.get("app_after") and slim.get("app_before"):
+        a, b0 = slim["app_after"], slim["app_before"]
+        out += ["", f"After `assistant ingest --drop-paper-vectors` on the same store "
+                f"({slim['papers']:,} papers, {slim['rewritten']:,} records rewritten in "
+                f"{slim['rewrite_s']} s; bench/paper_vectors.py, {slim['date']}): app peak memory "
+                f"{b0['peak_rss_mb']} → {a['peak_rss_mb']} MB, ready "
+                f"{b0.get('rss_ready_mb')} → {a.get('rss_ready_mb')} MB"
+                + (f" ({a['rss_anon_after_mb']} MB of its own after the questions, "
+                   f"{a['rss_file_after_mb']} MB of mapped files)" if a.get("rss_anon_after_mb") else "")
+                + "."]
+        ing = slim.get("ingest_after")
+        if ing:
+            out[-1] += (f" Adding {ing['papers']:,} more papers then took {ing['ingest_s']} s, "
+                        f"{ing['ratio_in_run']}× their embedding ({ing['read_paper_hashes_s']} s "
+                        "reading every paper's hash, in pages of 10k).")
+    return out
 
 
 def scaling_growth(r: dict[str, Any] | None) -> list[str]:
