@@ -2,7 +2,7 @@
 docs/PERFORMANCE.md regenerated from them.
 
     .venv/bin/python bench/run.py --quick     # a few minutes: 215 papers + 10k synthetic abstracts
-    .venv/bin/python bench/run.py             # full: up to 100k synthetic abstracts (long)
+    .venv/bin/python bench/run.py             # full: up to 100k synthetic abstracts (long; --sizes for more)
 
 At the largest size it also measures (bench/large_store.py, section `largest`) two app replicas on a
 Chroma server sharing the lexical index, an ingest of new papers with the real model, and a full
