@@ -197,10 +197,15 @@ def replicas(store_dir: Path, work: Path, questions: list[dict[str, Any]]) -> di
                     _search(app["port"], row["question"])
                     times.append(time.perf_counter() - t)
                 app["search_ms"] = summary_ms(times)
-                app["peak_rss_mb"] = mb(proc_status(app["proc"].pid).get("VmHWM", 0))
+                status = proc_status(app["proc"].pid)
+                app["peak_rss_mb"] = mb(status.get("VmHWM", 0))
+                # The app's own memory, and mapped files (lexical index pages: shared page cache).
+                app["rss_anon_after_mb"] = mb(status.get("RssAnon", 0))
+                app["rss_file_after_mb"] = mb(status.get("RssFile", 0))
             result = {
                 "apps": [{k: a[k] for k in ("name", "ready_s", "answers_ready_s", "rss_ready_mb",
-                                            "peak_rss_mb", "search_ms")} for a in apps],
+                                            "peak_rss_mb", "rss_anon_after_mb", "rss_file_after_mb",
+                                            "search_ms")} for a in apps],
                 "chroma_server_rss_mb": mb(tree_rss(server.pid)),
                 "same_first_paper": _search(apps[0]["port"], questions[0]["question"])["papers"][0]
                 == _search(apps[1]["port"], questions[0]["question"])["papers"][0],
