@@ -245,7 +245,9 @@ def main() -> None:
     extra = [q for path in EXTRA for q in load(path)]
     per_question += collect(engine, extra)[2]
     params["abstention"] = fit_abstention(per_question, params["relevance"])
-    OUT.write_text(json.dumps(params, indent=1) + "\n", encoding="utf-8")
+    # Other fits' keys (bench/fit_cells.py's "cells") are kept.
+    current = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
+    OUT.write_text(json.dumps({**current, **params}, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {OUT.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s")
 
 
