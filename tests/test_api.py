@@ -259,3 +259,32 @@ def test_limiter_refuses_beyond_the_queue() -> None:
         limiter.check()  # free again
 
     asyncio.run(scenario())
+
+
+def test_a_call_made_while_the_engine_loads_waits_for_it(make_store, monkeypatch) -> None:
+    """The page is served before the models load (background_load); an API call made meanwhile
+    waits up to start_wait for the engine instead of answering 503."""
+    import time
+
+    from assistant.web import holder as holder_module
+
+    class SlowEngine(Engine):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            time.sleep(1.5)  # a model load, slowed so that the call surely comes first
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(holder_module, "Engine", SlowEngine)
+    settings = make_store([(SEGMAMBA, "SegMamba models long-range dependencies in 3D volumes."),
+                           (SWIN_SMT, "Swin SMT segments whole-body CT with a soft mixture.")],
+                          name="loading", start_wait=60.0)
+    app = create_app(settings)  # no engine given: it loads in the background
+    with BackgroundServer(app) as server:
+        assert not app.state.holder.ready
+        found = httpx.get(server.url + "v1/search", params={"q": "SegMamba"}, timeout=90)
+        assert found.status_code == 200, found.text
+        assert found.json()["papers"][0]["title"] == SEGMAMBA
+    app = create_app(settings.model_copy(update={"start_wait": 0.0}))
+    with BackgroundServer(app) as server:
+        assert not app.state.holder.ready
+        busy = httpx.get(server.url + "v1/search", params={"q": "SegMamba"}, timeout=90)
+        assert busy.status_code == 503 and "starting" in busy.text
