@@ -213,7 +213,7 @@ def _forget_local_client(store_dir: Path) -> None:
 # A paper record's vector. Records are looked up by id, never by vector, but Chroma needs one per
 # record and loads a collection's whole HNSW index into the reading process on any read: a mean
 # chunk vector per paper cost ~1.7 KB of every app's memory per paper (85 MB at 50k papers). Stores
-# written before keep their vectors and work as before; `ingest --rebuild` drops them.
+# written before keep their vectors and work as before; `ingest --drop-paper-vectors` drops them.
 PAPER_VECTOR = [1.0]
 
 
@@ -465,6 +465,8 @@ class PaperStore:
         dirty meanwhile: cut short, it leaves papers missing, which the next ingest writes again."""
         if not self.count_papers() or self._paper_width() == len(PAPER_VECTOR):
             return 0
+        # Held whole (~2 KB a paper): Chroma fixes a collection's width, so the records can only
+        # move to a new collection, and the old one must go first to free its name.
         records: list[tuple[str, str, dict]] = []
         for page in self._pages(self.papers, ["documents", "metadatas"]):
             records += zip(page["ids"], page["documents"], page["metadatas"], strict=True)
