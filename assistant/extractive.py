@@ -112,7 +112,26 @@ def quote_features(question: str, sentences: list[str], vectors: SentenceVectors
     return rows
 
 
-def _linear(row: dict[str, float], coefficients: dict[str, float],
+def best_per_row(scored: list[tuple[float, str, int]]) -> dict[str, int]:
+    """(score, row, sentence index) -> each row's best sentence (the earliest on a tie)."""
+    best: dict[str, int] = {}
+    for _score, row, i in sorted(scored, key=lambda x: (-x[0], x[2])):
+        best.setdefault(row, i)
+    return best
+
+
+def one_row_per_sentence(scored: list[tuple[float, str, int]]) -> dict[str, int]:
+    """Greedy over all (row, sentence) scores, highest first, each sentence to one row at most."""
+    picked: dict[str, int] = {}
+    used: set[int] = set()
+    for _score, row, i in sorted(scored, key=lambda x: (-x[0], x[2])):
+        if row not in picked and i not in used:
+            picked[row] = i
+            used.add(i)
+    return picked
+
+
+def linear_score(row: dict[str, float], coefficients: dict[str, float],
             names: tuple[str, ...] = QUOTE_FEATURES) -> float:
     return sum(coefficients.get(name, 0.0) * row.get(name, 0.0) for name in names)
 
@@ -195,7 +214,7 @@ class ExtractiveAnswerer:
                    - stemmed_terms(" ".join(QUESTION_WORDS)))
         rows = quote_features(question, sentences, self.vectors, query_vector, q_terms)
         coefficients = (fitted_params().get("quotes") or {}).get("coefficients") or FALLBACK_QUOTE
-        base = [_linear(row, coefficients) - coefficients.get("coverage", 0.0) * row["coverage"]
+        base = [linear_score(row, coefficients) - coefficients.get("coverage", 0.0) * row["coverage"]
                 for row in rows]
         terms = [stemmed_terms(s) & q_terms for s in sentences]
         chosen: list[Quote] = []
@@ -293,8 +312,8 @@ class ExtractiveAnswerer:
         """Each row's cell: the sentence the cell model `cells` scores highest for it (fitted on
         sentence-role labels of the tune half of the papers, bench/fit_cells.py). One sentence may
         fill two rows: a third of abstracts state their task only in the sentence that proposes
-        the method, and the next-best "Task" sentence is then background (5-fold on the tune
-        half: 0.57 of cells agree with the annotators this way, 0.46 with one row per sentence).
+        the method, and the next-best "Task" sentence is then background (bench/fit_cells.py's
+        cross-validation on the tune half compares both ways of picking).
         None: the row rules the model replaced, one row per sentence."""
         sentences = [s for s in split_sentences(source.abstract) if not is_instruction_like(s)]
         if not sentences:
@@ -303,20 +322,11 @@ class ExtractiveAnswerer:
         sims = self.vectors(sentences) @ self._row_vectors().T  # sentences x rows
         if cells:
             rows = cell_features(sentences, sims, name)
-            picked_rows = {}
-            for row in ROWS:
-                coefficients = cells["rows"][row]["coefficients"]
-                scores = [_linear(f, coefficients, CELL_FEATURES) for f in rows[row]]
-                picked_rows[row] = sentences[max(range(len(sentences)), key=lambda i: (scores[i], -i))]
-            return picked_rows
+            scored = [(linear_score(f, cells["rows"][row]["coefficients"], CELL_FEATURES), row, i)
+                      for row in ROWS for i, f in enumerate(rows[row])]
+            return {row: sentences[i] for row, i in best_per_row(scored).items()}
         scored = self._rule_scores(sentences, sims, name)
-        picked: dict[str, str] = {}
-        used: set[int] = set()
-        for _score, row, i in sorted(scored, key=lambda x: (-x[0], x[2])):
-            if row not in picked and i not in used:
-                picked[row] = sentences[i]
-                used.add(i)
-        return picked
+        return {row: sentences[i] for row, i in one_row_per_sentence(scored).items()}
 
     @staticmethod
     def _rule_scores(sentences: list[str], sims: np.ndarray, name: str
