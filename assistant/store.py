@@ -38,11 +38,10 @@ SCHEMA_VERSION = 1
 # collections) that filters read. Stores written before it open and answer as before; filtering
 # one asks for a rebuild. Not part of the compatibility check for that reason.
 METADATA_VERSION = 2
-PAGE = 2_000  # ids per Chroma delete or `$in` filter, to bound memory on large stores
-# Records per page of a full read: each page skips the records before it (SQL OFFSET), so a read
-# of every record costs ~quadratic in the pages; 10k pages read 50k paper records in 7 s, 2k
-# pages in 16 s. Far below SQLite's variable limit (a 50k page exceeds it).
-READ_PAGE = 10_000
+# Records per Chroma get() page, and ids per delete or `$in` filter, to bound memory on large
+# stores. Larger read pages are not the fix for full reads: every paper's keys at 50k papers took
+# 4.9-5.3 s in pages of 2k and 3.6-4.6 s in 10k, which held 100-400 MB more (bench/store_reads.py).
+PAGE = 2_000
 
 
 @dataclass(frozen=True)
@@ -333,7 +332,7 @@ class PaperStore:
     def _pages(self, collection: Any, include: list[str], **where: Any) -> Iterator[dict]:
         offset = 0
         while True:
-            page = collection.get(include=include, limit=READ_PAGE, offset=offset, **where)
+            page = collection.get(include=include, limit=PAGE, offset=offset, **where)
             if not page["ids"]:
                 return
             yield page

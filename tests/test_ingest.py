@@ -836,7 +836,7 @@ def test_full_reads_page_through_every_record(settings, corpus, monkeypatch):
     run(settings, [corpus])
     store = PaperStore(settings)
     every = {p.id for p in store.all_papers()}
-    monkeypatch.setattr(store_module, "READ_PAGE", 3)  # several pages, the last one short
+    monkeypatch.setattr(store_module, "PAGE", 3)  # several pages, the last one short
     assert len(every) == N and N % 3
     assert {p.id for p in store.all_papers()} == every == set(store.paper_keys())
     assert set(store.paper_hashes()) == every
