@@ -105,6 +105,10 @@ def ingest(
         "--drop-paper-vectors", help="First rewrite the paper records of a store written by an "
         "earlier version without their vectors: every app then holds ~1.7 KB less per paper. "
         "Once; minutes on a large store.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Read every paper record to check the lexical index against the store, "
+        "and rebuild the index if they differ (done anyway up to ASSISTANT_INGEST_VERIFY_MAX_PAPERS "
+        "papers).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add papers to the store; unchanged papers are skipped.
@@ -115,7 +119,7 @@ def ingest(
     def go() -> None:
         summary = do_ingest(_settings(store), paths or None, rebuild=rebuild, prune=prune,
                             progress=None if not as_json else False, fmt=fmt, collection=collection,
-                            drop_paper_vectors=drop_paper_vectors)
+                            drop_paper_vectors=drop_paper_vectors, verify=verify)
         for line in summary.duplicates + summary.skipped + summary.warnings:
             typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
         if as_json:

@@ -23,7 +23,15 @@ from assistant.chunks import chunk_paper, embed_text
 from assistant.corpus import Paper, load_papers
 from assistant.embedding import Embedder, get_embedder
 from assistant.errors import CorpusError
-from assistant.lexical import LexicalUpdate, fingerprint, store_stamp, writable_in_step
+from assistant.lexical import (
+    LexicalIndex,
+    LexicalUpdate,
+    fingerprint,
+    fingerprint_update,
+    legacy_fingerprint,
+    store_stamp,
+    writable_in_step,
+)
 from assistant.lexical import rebuild as rebuild_lexical
 from assistant.settings import Settings
 from assistant.store import PaperStore, StoredKeys, ingest_lock, wipe_local_store
@@ -77,11 +85,13 @@ def ingest(
     fmt: str | None = None,
     collection: str | None = None,
     drop_paper_vectors: bool = False,
+    verify: bool = False,
 ) -> IngestSummary:
     """Bring the store in step with the corpus files. Validates every file before writing.
     `fmt` forces an input format (assistant.formats); `collection` puts every paper of the files
     into that named collection as well; `drop_paper_vectors` first rewrites the paper records of a
-    store written before PAPER_VECTOR (store.py) without their vectors.
+    store written before PAPER_VECTOR (store.py) without their vectors; `verify` reads every paper
+    record to check the store against the lexical index whatever its size (_stored_keys).
 
     progress: True shows a progress bar on stderr, False nothing; None (the default) a bar when
     stderr is a terminal, else plain progress lines (a log, or a pipe, sees them as they come)."""
@@ -113,7 +123,8 @@ def ingest(
             summary.warnings.append(f"{dropped} paper records rewritten without their vectors"
                                     if dropped else "paper records carry no vectors already")
 
-        keys = store.paper_keys()
+        keys, papers_fp, legacy_fp = _stored_keys(settings, store, report.papers,
+                                                  verify=verify or prune or rebuild)
         stored = {pid: k.paper_hash for pid, k in keys.items()}
         papers, kept = _against_store(report.papers, keys, summary)
         wanted = {p.id: p for p in papers} | dict.fromkeys(kept)
@@ -134,7 +145,12 @@ def ingest(
 
         # The lexical index takes this ingest's papers only if it matched the store before it;
         # otherwise (a crash, a write behind its back, a restored copy) it is rebuilt after it.
-        in_step = writable_in_step(settings, store, stored, clearing=rebuild)
+        in_step = writable_in_step(settings, store, papers_fp, legacy_fp, clearing=rebuild)
+        # Updated from the papers this ingest changes only (see lexical.fingerprint).
+        new_fp = fingerprint_update(
+            papers_fp, {pid: stored[pid] for pid in [*removed, *(p.id for p in to_write)]
+                        if pid in stored},
+            {p.id: p.content_hash for p in to_write})
         if to_write or removed or orphans or store.dirty or not in_step:
             # The index writer first: an index another process writes stops us before any change.
             lexical = LexicalUpdate(settings, clear=rebuild) if in_step else None
@@ -154,19 +170,25 @@ def ingest(
                     store.delete_papers(removed)
                     if lexical:
                         lexical.delete_papers(removed)
-                store.set_manifest(generation=generation, dirty=False)
+                store.set_manifest(generation=generation, dirty=False, papers_fingerprint=new_fp)
                 # A crash before the commit leaves the index at its old stamp: stale, so rebuilt.
                 if lexical:
-                    hashes = dict(stored)
-                    for pid in removed:
-                        hashes.pop(pid, None)
-                    hashes.update((p.id, p.content_hash) for p in to_write)
-                    lexical.commit(store_stamp(store) | {"papers": fingerprint(hashes)})
+                    lexical.commit(store_stamp(store, papers=new_fp))
                 else:
                     rebuild_lexical(settings, store)
             finally:
                 if lexical:
                     lexical.close()
+        elif store.papers_fingerprint != papers_fp or \
+                LexicalIndex(settings.lexical_path).stamp().get("papers") != papers_fp:
+            # A store or index from before the kept fingerprint, found in step by reading every
+            # record: both stamped with it now, so that later ingests need not read them.
+            store.set_manifest(generation=store.generation, dirty=False, papers_fingerprint=papers_fp)
+            restamp = LexicalUpdate(settings)
+            try:
+                restamp.commit(store_stamp(store, papers=papers_fp))
+            finally:
+                restamp.close()
 
         summary.papers_total = store.count_papers()
         summary.chunks_total = store.count_chunks()
@@ -185,6 +207,29 @@ def ingest_files(paths: Sequence[Path], settings: Settings, collection: str | No
         raise CorpusError("no files to ingest")
     return ingest(settings, list(paths), progress=False, on_progress=progress, fmt=fmt,
                   collection=collection)
+
+
+def _stored_keys(settings: Settings, store: PaperStore, papers: Sequence[Paper], *, verify: bool
+                 ) -> tuple[dict[str, StoredKeys], str, str | None]:
+    """What the store holds that this ingest needs (StoredKeys by paper id), the papers'
+    fingerprint, and their legacy fingerprint where it was computed.
+
+    Reads every paper record when asked to verify, when the store is small enough
+    (`ingest_verify_max_papers`) or when the fingerprint the manifest keeps cannot be trusted (none
+    kept, a dirty store, an index out of step): what catches a paper rewritten outside an ingest.
+    Otherwise reads only the records of the papers it brings, by id, and those sharing one of their
+    identifiers (DOIs and arXiv ids found through the lexical index, PMIDs through Chroma), so that
+    adding papers to a large store costs what the papers cost."""
+    kept = None if verify else store.papers_fingerprint
+    if kept is not None and store.count_papers() > settings.ingest_verify_max_papers:
+        index = LexicalIndex(settings.lexical_path)
+        if index.exists and writable_in_step(settings, store, kept, clearing=False):
+            refs = {value for p in papers for kind, value in p.identifiers() if kind != "PMID"}
+            ids = {p.id for p in papers} | index.papers_with_refs(refs)
+            return store.paper_keys(ids, pmids=[p.pmid for p in papers]), kept, None
+    keys = store.paper_keys()
+    hashes = {pid: k.paper_hash for pid, k in keys.items()}
+    return keys, fingerprint(hashes), legacy_fingerprint(hashes)
 
 
 def _against_store(papers: list[Paper], keys: dict[str, StoredKeys], summary: IngestSummary

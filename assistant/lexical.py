@@ -128,11 +128,13 @@ SCHEMA = _schema()
 SCHEMA_VERSION = 3  # raise with any change to the analyzers (other fields are told by the schema)
 
 
-def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
+def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None, *,
+                papers: str | None = None) -> dict[str, Any]:
     """What an index must have been stamped with to match the store. `hashes` (paper id -> content
-    hash, which an ingest reads anyway) adds the papers' fingerprint: it catches a paper rewritten
-    outside an ingest with as many chunks as before. Opening a store compares the rest only, so
-    that it reads nothing proportional to the store."""
+    hash, read from every paper record) adds the papers' fingerprint: it catches a paper rewritten
+    outside an ingest with as many chunks as before; `papers` gives that fingerprint as kept
+    (PaperStore.papers_fingerprint). Opening a store compares the rest only, so that it reads
+    nothing proportional to the store."""
     # The store is named by its chunk collection's id, not by the path or URL it was reached by:
     # a copied store keeps its index, replicas reaching one server by other addresses share theirs,
     # and a store rebuilt elsewhere (new collections) is told apart.
@@ -140,10 +142,36 @@ def store_stamp(store: PaperStore, hashes: Mapping[str, str] | None = None) -> d
                              "store": str(store.chunks.id), "schema": SCHEMA_VERSION}
     if hashes is not None:
         stamp["papers"] = fingerprint(hashes)
+    elif papers is not None:
+        stamp["papers"] = papers
     return stamp
 
 
+# The papers' fingerprint is a sum of one number per (paper, content hash), modulo 2**64: it does
+# not depend on order, so an ingest updates it from the papers it writes and removes alone, without
+# reading every record (hashing the sorted list, as before, needed them all).
+FINGERPRINT_MOD = 1 << 64
+
+
+def _entry(pid: str, paper_hash: str) -> int:
+    return int.from_bytes(hashlib.sha1(f"{pid}:{paper_hash}".encode()).digest()[:8], "big")
+
+
 def fingerprint(hashes: Mapping[str, str]) -> str:
+    return f"{sum(_entry(p, h) for p, h in hashes.items()) % FINGERPRINT_MOD:016x}"
+
+
+def fingerprint_update(current: str, removed: Mapping[str, str], added: Mapping[str, str]) -> str:
+    """The fingerprint after the (paper, hash) entries of `removed` leave and those of `added` come
+    in; a rewritten paper is in both, with its old hash and its new one."""
+    total = int(current, 16) - sum(_entry(p, h) for p, h in removed.items()) \
+        + sum(_entry(p, h) for p, h in added.items())
+    return f"{total % FINGERPRINT_MOD:016x}"
+
+
+def legacy_fingerprint(hashes: Mapping[str, str]) -> str:
+    """The fingerprint indexes were stamped with before fingerprint() (a hash of the sorted list):
+    an ingest that reads every record accepts it once, and restamps, so upgrading rebuilds nothing."""
     digest = hashlib.sha1()
     for pid, paper_hash in sorted(hashes.items()):
         digest.update(f"{pid}:{paper_hash}\n".encode())
@@ -208,6 +236,20 @@ class LexicalIndex:
 
     def count_papers(self) -> int:
         return self.count(_term("kind", PAPER_KIND))
+
+    def papers_with_refs(self, refs: Iterable[str]) -> set[str]:
+        """Ids of the papers found by any of these references (lower-case DOIs or arXiv ids, as
+        filter_terms() indexes them): how an ingest finds a stored copy of a paper by identifier
+        without reading every record."""
+        refs = sorted({r for r in refs if r})
+        if self.index is None or not refs:
+            return set()
+        query = Query.boolean_query([(Occur.Must, _term("kind", PAPER_KIND)),
+                                     (Occur.Must, Query.term_set_query(SCHEMA, "ref", refs))])
+        searcher = self.searcher()
+        n = searcher.search(query, limit=1).count
+        return {str(searcher.doc(addr).get_first("paper_id"))
+                for _, addr in searcher.search(query, limit=max(n, 1), count=False).hits}
 
     def count(self, query: Query) -> int:
         if self.index is None:
@@ -728,17 +770,22 @@ def open_index(settings: Settings, store: PaperStore) -> tuple[LexicalIndex, boo
     return index, _matches(index, store_stamp(store))
 
 
-def writable_in_step(settings: Settings, store: PaperStore, hashes: Mapping[str, str], *,
-                     clearing: bool) -> bool:
+def writable_in_step(settings: Settings, store: PaperStore, papers: str,
+                     legacy: str | None = None, *, clearing: bool) -> bool:
     """Whether an ingest can write its papers into the index as it goes (else it rebuilds the
-    index from the store after its writes): the index matches the store (`hashes`: every paper's
-    content hash), or it is being cleared, or there is none yet and the store is empty."""
+    index from the store after its writes): the index matches the store (`papers`: the papers'
+    fingerprint; `legacy`: the same papers' legacy_fingerprint, where every record was read), or
+    it is being cleared, or there is none yet and the store is empty."""
     index = LexicalIndex(settings.lexical_path)
     if index.exists:
-        return clearing or stamp_matches(index.stamp(), store_stamp(store, hashes))
+        if clearing:
+            return True
+        stamp = index.stamp()
+        return stamp_matches(stamp, store_stamp(store, papers=papers)) or (
+            legacy is not None and stamp_matches(stamp, store_stamp(store, papers=legacy)))
     # None readable: a new one can start only where no other (damaged, earlier version) lies.
     on_disk = settings.lexical_path.is_dir() and tantivy.Index.exists(str(settings.lexical_path))
-    return not on_disk and (clearing or (not hashes and store.count_chunks() == 0))
+    return not on_disk and (clearing or (store.count_papers() == 0 and store.count_chunks() == 0))
 
 
 def index_is_fresh(settings: Settings, store: PaperStore) -> bool:

@@ -10,6 +10,9 @@ import math
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
@@ -241,6 +244,14 @@ class HybridRetriever:
         self.store = store
         self.embedder = embedder
         self._lock = threading.Lock()
+        # The question's embedding and the dense search run here while the lexical searches run
+        # on the calling thread: the model (one thread per question) and Chroma's search leave
+        # the GIL, so on two cores the two sides overlap (p95 of a retrieval at 250k papers:
+        # bench/results/retrieval-overlap.json). Jobs never wait on other jobs: no deadlock
+        # however many requests share the pool.
+        self._workers = (ThreadPoolExecutor(settings.retrieval_threads,
+                                            thread_name_prefix="retrieval")
+                         if settings.retrieval_threads else None)
         self.refresh()
 
     def refresh(self) -> None:
@@ -287,21 +298,20 @@ class HybridRetriever:
         that match them (dense: a Chroma `where`; BM25: a filter inside its tantivy query; verbatim
         and named papers: the same set), so k papers come back whenever k papers match; no paper
         matching raises AssistantError."""
+        scope = self._filter_scope(filters) if filters else None
+        # Started first: the names are resolved while the question is embedded.
+        dense = self._start_dense(question, scope)
         entities = self.resolve_names(question)
         if len(entities) < 2 and not extra_paper_ids and EXPLICIT_COMPARE.search(question):
             entities += self.described_targets(question, entities)
         kind = kind or classify(question, len(entities))
         k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
-        scope = self._filter_scope(filters) if filters else None
         if scope is not None:
             allowed = scope.allowed([e.paper_id for e in entities] + list(extra_paper_ids or []))
             entities = [e for e in entities if e.paper_id in allowed]
             extra_paper_ids = [pid for pid in extra_paper_ids or [] if pid in allowed]
-        with span("retrieval.embed"):
-            query_vector = self.embedder.embed([question])[0]
-        bundle = QueryBundle(query_str=question, embedding=query_vector.tolist())
 
-        candidates = self.candidates(question, bundle, query_vector, scope)
+        candidates, query_vector = self._gather(question, dense, scope)
         papers = self.fuse(candidates, self.fusion_weights(kind))
         similarity = candidates.similarity
 
@@ -380,11 +390,58 @@ class HybridRetriever:
         """Every retriever's ranked chunks for the question, before fusion; with a filter `scope`
         (_filter_scope), each searches only the papers it allows."""
         where = scope.where if scope else None
+
+        def dense() -> tuple[np.ndarray, list[NodeWithScore]]:
+            return query_vector, self._dense_hits(bundle, where)
+
+        return self._gather(question, self._run(dense), scope)[0]
+
+    def _start_dense(self, question: str, scope: FilterScope | None
+                     ) -> Future[tuple[np.ndarray, list[NodeWithScore]]]:
+        """The question's vector and the dense side's hits, computed in a worker."""
+        where = scope.where if scope else None
+
+        def dense() -> tuple[np.ndarray, list[NodeWithScore]]:
+            with span("retrieval.embed"):
+                vector = self.embedder.embed([question])[0]
+            return vector, self._dense_hits(QueryBundle(query_str=question,
+                                                        embedding=vector.tolist()), where)
+
+        return self._run(dense)
+
+    def _run(self, job: Callable[[], tuple[np.ndarray, list[NodeWithScore]]]
+             ) -> Future[tuple[np.ndarray, list[NodeWithScore]]]:
+        if self._workers is not None:
+            return self._workers.submit(copy_context().run, job)  # the caller's tracing span
+        done: Future[tuple[np.ndarray, list[NodeWithScore]]] = Future()
+        try:
+            done.set_result(job())
+        except Exception as exc:  # raised where the result is read, as from a worker
+            done.set_exception(exc)
+        return done
+
+    def _dense_hits(self, bundle: QueryBundle, where: dict | None) -> list[NodeWithScore]:
         has_chunks = self.chunk_count or self.store.count_chunks()  # counting costs a scan
         with span("retrieval.dense"):
-            dense_hits = self._dense(bundle, where) if has_chunks else []
-        with span("retrieval.bm25"):
-            bm25_hits = self._bm25(bundle, scope)
+            return self._dense(bundle, where) if has_chunks else []
+
+    def _gather(self, question: str, dense: Future[tuple[np.ndarray, list[NodeWithScore]]],
+                scope: FilterScope | None) -> tuple[Candidates, np.ndarray]:
+        """candidates(), with the dense side (`dense`: the question's vector and its hits) coming
+        from a worker while the lexical side runs here; and the question's vector."""
+        try:
+            with span("retrieval.bm25"):
+                bm25_hits = self._bm25(QueryBundle(query_str=question), scope)
+            with span("retrieval.literal"):
+                literal_ids = self._verbatim_ids(self._literal_spellings(question))
+            with span("retrieval.phrases"):
+                phrase_ids = self._verbatim_ids(self._phrase_spellings(question))
+        finally:
+            query_vector, dense_hits = dense.result()  # also when the lexical side failed
+        # One read of the vectors for both verbatim sub-queries' chunks.
+        scored = self._verbatim_scores([*literal_ids, *phrase_ids], query_vector)
+        literal = {c: scored[c] for ids in literal_ids for c in ids if c in scored}
+        phrases = {c: scored[c] for ids in phrase_ids for c in ids if c in scored}
         found = Candidates()
         for hit in dense_hits:
             found.nodes[hit.node.node_id] = hit.node
@@ -395,10 +452,6 @@ class HybridRetriever:
             found.bm25[hit.node.node_id] = float(hit.score or 0.0)
         found.rankings["dense"] = [h.node.node_id for h in dense_hits]
         found.rankings["bm25"] = [h.node.node_id for h in bm25_hits]
-        with span("retrieval.literal"):
-            literal = self._literal(question, query_vector)
-        with span("retrieval.phrases"):
-            phrases = self._phrases(question, query_vector)
         if scope is not None:  # a chunk id is "<paper id>-<index>" (chunks.chunk_id)
             allowed = scope.allowed(c.rsplit("-", 1)[0] for c in [*literal, *phrases])
             literal = {c: v for c, v in literal.items() if c.rsplit("-", 1)[0] in allowed}
@@ -409,7 +462,7 @@ class HybridRetriever:
                 found.similarity.setdefault(node_id, sim)
             if sub:
                 found.rankings[name] = sorted(sub, key=lambda i, f=sub: f[i][1], reverse=True)
-        return found
+        return found, query_vector
 
     def fusion_weights(self, kind: QuestionKind) -> dict[str, float]:
         """Per-retriever fusion weights for a kind of question: fitted on the tune split
@@ -469,23 +522,34 @@ class HybridRetriever:
     def _literal(self, question: str, query_vector: np.ndarray) -> dict[str, tuple[TextNode, float]]:
         """Chunks containing the question's name-like terms verbatim ("MIMIC-IV", "RWKV"): a
         keyword sub-query, ranked by similarity, that dense and BM25 both tend to dilute."""
-        terms = literal_terms(question)[: self.settings.literal_max_terms]
-        return self._verbatim([term_variants(t) for t in terms], query_vector)
+        return self._verbatim(self._literal_spellings(question), query_vector)
+
+    def _literal_spellings(self, question: str) -> list[list[str]]:
+        return [term_variants(t) for t in literal_terms(question)[: self.settings.literal_max_terms]]
 
     def _phrases(self, question: str, query_vector: np.ndarray) -> dict[str, tuple[TextNode, float]]:
         """Chunks containing the question's topic phrases ("knowledge graph", "inverse problem")
         or a differently-suffixed form of a word the stemmer does not conflate
         ("echocardiography" -> "echocard..."), a second verbatim sub-query."""
+        return self._verbatim(self._phrase_spellings(question), query_vector)
+
+    def _phrase_spellings(self, question: str) -> list[list[str]]:
         spellings = [case_variants(p) for p in key_phrases(question)[: self.settings.phrase_max_terms]]
-        spellings += [case_variants(p) for p in self.vocabulary.variant_prefixes(question)]
-        return self._verbatim(spellings, query_vector)
+        return spellings + [case_variants(p) for p in self.vocabulary.variant_prefixes(question)]
 
     def _verbatim(self, terms: list[list[str]], query_vector: np.ndarray
                   ) -> dict[str, tuple[TextNode, float]]:
-        """Chunks containing any spelling of each term, with their similarity to the question. A
-        term found in more than `verbatim_max_paper_share` of the papers ("CNN", "medical image")
-        or in more than `literal_candidates` chunks tells papers apart too little and is left
-        out."""
+        """Chunks containing any spelling of each term, with their similarity to the question, in
+        the order of the terms."""
+        kept = self._verbatim_ids(terms)
+        scored = self._verbatim_scores(kept, query_vector)
+        return {cid: scored[cid] for ids in kept for cid in ids if cid in scored}
+
+    def _verbatim_ids(self, terms: list[list[str]]) -> list[dict[str, None]]:
+        """Per term that tells papers apart, the ids of the chunks containing any of its
+        spellings. A term found in more than `verbatim_max_paper_share` of the papers ("CNN",
+        "medical image") or in more than `literal_candidates` chunks tells papers apart too little
+        and is left out."""
         most = max(1, int(self.settings.verbatim_max_paper_share * self.titles.n_papers()))
         limit = self.settings.literal_candidates
         kept: list[dict[str, None]] = []
@@ -502,6 +566,11 @@ class HybridRetriever:
                 # at 100k papers.)
                 continue
             kept.append(ids)
+        return kept
+
+    def _verbatim_scores(self, kept: list[dict[str, None]], query_vector: np.ndarray
+                         ) -> dict[str, tuple[TextNode, float]]:
+        """The chunks of `kept` with their similarity to the question."""
         wanted = list(dict.fromkeys(cid for ids in kept for cid in ids))
         if not wanted:
             return {}
@@ -514,7 +583,7 @@ class HybridRetriever:
             node = self.verbatim.node(cid)
             if node is not None:
                 records[cid] = (node, float(sims[i]))
-        return {cid: records[cid] for ids in kept for cid in ids if cid in records}
+        return records
 
     def _bm25(self, bundle: QueryBundle, scope: FilterScope | None = None) -> list[NodeWithScore]:
         """BM25's best chunks (tantivy); with a filter scope, the best among the chunks it allows

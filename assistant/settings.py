@@ -100,11 +100,25 @@ class Settings(BaseSettings):
     ingest_batch_papers: int = Field(
         32, ge=1, description="Papers written per batch; an interrupted ingest redoes at most one."
     )
+    ingest_verify_max_papers: int = Field(
+        20_000, ge=0,
+        description="An ingest into a store of at most this many papers reads every paper record "
+        "to check the store against the lexical index (catching a write made outside an ingest); "
+        "into a larger one it reads only the records of the papers it brings, and trusts the "
+        "fingerprint the last ingest left in the store's manifest, so that its cost follows the "
+        "papers added, not the store. `assistant ingest --verify` and `--prune` always read them.",
+    )
     auto_ingest: bool = Field(
         True, description="Build the store from corpus_paths when the app starts on an empty one."
     )
 
     # --- retrieval ------------------------------------------------------------------------
+    retrieval_threads: int = Field(
+        2, ge=0, le=16,
+        description="Worker threads that embed a question and run its dense search while its "
+        "lexical searches run on the calling thread (shared by concurrent questions); 0 runs the "
+        "two sides one after the other.",
+    )
     top_k: int = Field(6, ge=1, le=50, description="Papers handed to the answer layer.")
     list_top_k: int = Field(
         20, ge=1, le=100, description="Papers handed to the answer layer for list questions (the "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,9 @@ METADATA_VERSION = 2
 # stores. Larger read pages are not the fix for full reads: every paper's keys at 50k papers took
 # 4.9-5.3 s in pages of 2k and 3.6-4.6 s in 10k, which held 100-400 MB more (bench/store_reads.py).
 PAGE = 2_000
+# The manifest entry holding the papers' fingerprint (lexical.fingerprint) as the last ingest left
+# it, so that the next one need not read every paper record to check the lexical index.
+FINGERPRINT_KEY = "papers_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,15 @@ class PaperStore:
     def dirty(self) -> bool:
         return bool(self.manifest.get("dirty", False))
 
+    @property
+    def papers_fingerprint(self) -> str | None:
+        """The papers' fingerprint (lexical.fingerprint) as the last ingest left it in the
+        manifest; None where it cannot be trusted: none kept (a store written before it, or by
+        other code), or a write under way or cut short."""
+        current = self.manifest
+        value = current.get(FINGERPRINT_KEY)
+        return None if current.get("dirty") or not isinstance(value, str) else value
+
     def check_compatible(self) -> None:
         """A store built with another model or chunking cannot be mixed with these settings."""
         current = self.manifest
@@ -309,7 +321,10 @@ class PaperStore:
             return METADATA_VERSION
         return int(manifest.get("metadata_version", 1))
 
-    def set_manifest(self, *, generation: int, dirty: bool) -> None:
+    def set_manifest(self, *, generation: int, dirty: bool,
+                     papers_fingerprint: str | None = None) -> None:
+        """Write the manifest; `papers_fingerprint` is kept only when given (whoever changes the
+        papers without knowing it leaves none, and the next ingest reads every record)."""
         current = self.manifest
         version = current.get("metadata_version")
         if version is None:  # an old store keeps saying it is old; a new one starts current
@@ -317,6 +332,8 @@ class PaperStore:
             version = METADATA_VERSION if empty else 1
         metadata = {**expected_manifest(self.settings), "generation": generation, "dirty": dirty,
                     "metadata_version": version}
+        if papers_fingerprint is not None:
+            metadata[FINGERPRINT_KEY] = papers_fingerprint
         self.chunks.modify(metadata=metadata)
         if not self.settings.chroma_url:  # the copy `assistant status` reads (manifest.py)
             manifest.save(self.settings.store_dir, {**metadata, "papers": self.count_papers(),
@@ -341,10 +358,20 @@ class PaperStore:
     def paper_hashes(self) -> dict[str, str]:
         return self._paper_field("paper_hash")
 
-    def paper_keys(self) -> dict[str, StoredKeys]:
-        """Every stored paper's hash, identifiers (DOI, arXiv id, PMID) and collections."""
+    def paper_keys(self, ids: Iterable[str] | None = None, *,
+                   pmids: Iterable[str] = ()) -> dict[str, StoredKeys]:
+        """Every stored paper's hash, identifiers (DOI, arXiv id, PMID) and collections; or only
+        those of the papers with these ids and of those with these PMIDs."""
         keys: dict[str, StoredKeys] = {}
-        for page in self._pages(self.papers, ["metadatas"]):
+        if ids is None:
+            pages: Iterable[dict] = self._pages(self.papers, ["metadatas"])
+        else:
+            wanted, numbers = sorted(set(ids)), sorted({p for p in pmids if p})
+            pages = [self.papers.get(ids=wanted[i : i + PAGE], include=["metadatas"])
+                     for i in range(0, len(wanted), PAGE)]
+            pages += [self.papers.get(where={"pmid": {"$in": numbers[i : i + PAGE]}},
+                                      include=["metadatas"]) for i in range(0, len(numbers), PAGE)]
+        for page in pages:
             for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
                 meta = meta or {}
                 ids = (("DOI", str(meta.get("doi", "")).lower()),
@@ -469,7 +496,7 @@ class PaperStore:
         records: list[tuple[str, str, dict]] = []
         for page in self._pages(self.papers, ["documents", "metadatas"]):
             records += zip(page["ids"], page["documents"], page["metadatas"], strict=True)
-        generation = self.generation
+        generation, fingerprint = self.generation, self.papers_fingerprint
         self.set_manifest(generation=generation, dirty=True)
         self.client.delete_collection(self.papers.name)
         self.open_collections()
@@ -477,7 +504,8 @@ class PaperStore:
             batch = records[start : start + PAGE]
             self.papers.add(ids=[r[0] for r in batch], documents=[r[1] for r in batch],
                             metadatas=[r[2] for r in batch], embeddings=[PAPER_VECTOR] * len(batch))
-        self.set_manifest(generation=generation, dirty=False)
+        # The same papers with the same hashes: the fingerprint still holds.
+        self.set_manifest(generation=generation, dirty=False, papers_fingerprint=fingerprint)
         return len(records)
 
     def reset(self) -> None:

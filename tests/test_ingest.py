@@ -171,7 +171,8 @@ def test_first_ingest_writes_every_paper_and_chunk(settings, corpus):
     store = PaperStore(settings)
     assert store.manifest == {"schema": 1, "embed_model": "hash-256", "chunk_size": 160,
                               "chunk_overlap": 32, "generation": 1, "dirty": False,
-                              "metadata_version": 2}
+                              "metadata_version": 2,
+                              "papers_fingerprint": lexical.fingerprint(store.paper_hashes())}
 
 
 def test_second_ingest_adds_nothing(settings, corpus):

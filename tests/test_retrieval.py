@@ -197,3 +197,32 @@ def test_a_stale_bm25_index_on_disk_is_rebuilt_not_used(tmp_path):
     shutil.copytree(stale, settings.lexical_path)
     retriever = Engine(settings).retriever
     assert _bm25_titles(retriever, "zorblax capybara")[:1] == [NEW[0]]
+
+
+def test_overlapping_the_dense_and_lexical_sides_changes_no_result(engine, corpus_store):
+    """retrieval_threads runs the question's embedding and dense search in a worker while the
+    lexical searches run here: the same papers, scores and passages as one after the other, for
+    every kind of question, a comparison resolved by description included."""
+    in_turn = HybridRetriever(corpus_store.model_copy(update={"retrieval_threads": 0}),
+                              engine.store, engine.embedder)
+    assert engine.retriever._workers is not None and in_turn._workers is None
+    for question in ("What Dice does Swin SMT reach?", "Which papers adapt SAM?",
+                     "Compare SegMamba and Swin SMT",
+                     "Compare the nailfold capillary dataset paper with MedVAE",
+                     "Which papers use knowledge graphs for radiology reports?"):
+        overlapped, plain = engine.retriever.retrieve(question), in_turn.retrieve(question)
+        assert [(h.paper_id, round(h.score, 9), [p.chunk_id for p in h.passages])
+                for h in overlapped.papers] == \
+            [(h.paper_id, round(h.score, 9), [p.chunk_id for p in h.passages]) for h in plain.papers]
+        assert overlapped.best_similarity == pytest.approx(plain.best_similarity)
+
+
+def test_a_failure_on_the_dense_side_reaches_the_caller(engine, corpus_store, monkeypatch):
+    retriever = HybridRetriever(corpus_store, engine.store, engine.embedder)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the vector store went away")
+
+    monkeypatch.setattr(retriever, "_dense", broken)
+    with pytest.raises(RuntimeError, match="went away"):
+        retriever.retrieve("Which papers adapt SAM?")
