@@ -156,7 +156,7 @@ def grow_store(settings: Any, bank: SentenceBank, n_synthetic: int, batch: int =
     """Add synthetic papers until the store holds `n_synthetic` of them (plus the real ones), each
     batch written to the store and then to the lexical index, committed at the end, as an ingest
     does. Returns what it cost."""
-    from assistant.lexical import LexicalUpdate, index_is_fresh, rebuild, store_stamp
+    from assistant.lexical import LexicalUpdate, fingerprint, index_is_fresh, rebuild, store_stamp
     from assistant.store import PaperStore
 
     store = PaperStore(settings)
@@ -189,10 +189,14 @@ def grow_store(settings: Any, bank: SentenceBank, n_synthetic: int, batch: int =
             if (stop // batch) % 20 == 0:
                 log(f"synthetic: {stop}/{n_synthetic} papers written ({write_s:.0f}s in Chroma, "
                     f"{lexical_s:.0f}s in the lexical index)")
-        store.set_manifest(generation=generation, dirty=False)
         t = time.perf_counter()
+        # The papers' fingerprint kept in the manifest, as an ingest keeps it, so that the next
+        # ingest reads only its own papers' records (assistant/ingest.py, _stored_keys).
+        hashes = store.paper_hashes()
+        store.set_manifest(generation=generation, dirty=False,
+                           papers_fingerprint=fingerprint(hashes))
         if update is not None:
-            update.commit(store_stamp(store, store.paper_hashes()))
+            update.commit(store_stamp(store, hashes))
         else:
             rebuild(settings, store)
         commit_s = time.perf_counter() - t
