@@ -288,3 +288,17 @@ def test_a_call_made_while_the_engine_loads_waits_for_it(make_store, monkeypatch
         assert not app.state.holder.ready
         busy = httpx.get(server.url + "v1/search", params={"q": "SegMamba"}, timeout=90)
         assert busy.status_code == 503 and "starting" in busy.text
+
+
+def test_the_served_app_caps_malloc_arenas():
+    """`assistant serve` caps glibc's malloc arenas (setting malloc_arena_max) before its threads
+    start; 0 leaves glibc's default. Run in a child: the cap is process-wide."""
+    import subprocess
+    import sys
+
+    code = ("from assistant.web.server import limit_malloc_arenas as cap; "
+            "print(cap(2), cap(0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == (["True", "False"] if sys.platform.startswith("linux")
+                                  else ["False", "False"])

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -503,6 +504,7 @@ def display_url(settings: Settings) -> str:
 
 def serve(settings: Settings) -> None:
     """Serve the UI and the API until interrupted (`assistant serve`, `python app.py`)."""
+    limit_malloc_arenas(settings.malloc_arena_max)  # before the threads that would make arenas
     _quiet_logs()
     app = create_app(settings)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
@@ -515,6 +517,24 @@ def serve(settings: Settings) -> None:
           "Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                 timeout_graceful_shutdown=5, **uvicorn_options(settings))
+
+
+def limit_malloc_arenas(arenas: int) -> bool:
+    """Cap glibc's malloc arenas (mallopt M_ARENA_MAX); True when set. Written by hand: no
+    library wraps mallopt, and the environment variable (MALLOC_ARENA_MAX) is read only when a
+    process starts, which `python app.py` does not control."""
+    if arenas <= 0 or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    m_arena_max = -8  # from glibc's malloc.h
+    return bool(mallopt(m_arena_max, arenas))
 
 
 class BackgroundServer:
