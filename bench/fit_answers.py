@@ -63,45 +63,56 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def fit_fusion(engine: Engine, questions: list[dict]) -> dict[str, dict[str, float]]:
+def fit_fusion(engines: list[Engine], questions: list[dict]) -> dict[str, dict[str, float]]:
     """Weights per classified kind that maximise mean recall (R@5 for single-paper questions,
-    R@10 for lists and comparisons). Ties go to the weights closest to equal fusion."""
-    retriever = engine.retriever
-    per_kind: dict[str, list[tuple[dict, object, list[str]]]] = defaultdict(list)
+    R@10 for lists and comparisons), averaged over the stores of `engines` (the bundled corpus,
+    and where given one that adds distractors: weights that only suit 215 papers fail at 250k).
+    Ties go to the weights closest to equal fusion."""
+    per_kind: dict[str, list[list[tuple[dict, object, list[str]]]]] = defaultdict(
+        lambda: [[] for _ in engines])
     for q in questions:
         if not q["gold_titles"]:
             continue
-        entities = retriever.resolve_names(q["question"])
-        kind = classify(q["question"], len(entities))
-        vector = engine.embedder.embed([q["question"]])[0]
-        bundle = QueryBundle(query_str=q["question"], embedding=vector.tolist())
-        found = retriever.candidates(q["question"], bundle, vector)
-        per_kind[kind].append((q, found, [e.paper_id for e in entities]))
+        kind = classify(q["question"], len(engines[0].retriever.resolve_names(q["question"])))
+        for i, engine in enumerate(engines):
+            entities = engine.retriever.resolve_names(q["question"])
+            vector = engine.embedder.embed([q["question"]])[0]
+            bundle = QueryBundle(query_str=q["question"], embedding=vector.tolist())
+            found = engine.retriever.candidates(q["question"], bundle, vector)
+            per_kind[kind][i].append((q, found, [e.paper_id for e in entities]))
     chosen: dict[str, dict[str, float]] = {}
-    for kind, items in sorted(per_kind.items()):
+    for kind, stores in sorted(per_kind.items()):
         scored = []
         for values in itertools.product(*GRID.values()):
             weights = dict(zip(GRID, values, strict=True))
             if not any(weights[n] for n in ("dense", "bm25")):
                 continue
-            total = 0.0
-            for q, found, named in items:
-                papers = retriever.fuse(found, weights)
-                ranked = sorted(papers.values(), key=lambda h: h.score, reverse=True)
-                order = list(dict.fromkeys(named + [h.paper_id for h in ranked]))
-                titles = {h.paper_id: normalize_title(h.title) for h in ranked}
-                gold = {normalize_title(t) for t in q["gold_titles"]}
-                k = 5 if q["kind"] in ("factual", "paraphrase") else 10
-                top = {titles.get(pid, "") for pid in order[:k]}
-                total += len(gold & top) / len(gold)
+            recalls = [_recall(engine.retriever, items, weights)
+                       for engine, items in zip(engines, stores, strict=True)]
             distance = sum(abs(weights[n] - DEFAULT[n]) for n in weights)
-            scored.append((round(total / len(items), 6), -distance, weights))
+            scored.append((round(float(np.mean(recalls)), 6), -distance, weights, recalls))
         best = max(scored, key=lambda x: (x[0], x[1]))
-        default_score = next(s for s, _, w in scored if w == DEFAULT)
-        print(f"fusion {kind}: {len(items)} questions, default {default_score:.3f} -> "
-              f"{best[0]:.3f} with {best[2]}")
+        default = next(r for _, _, w, r in scored if w == DEFAULT)
+        print(f"fusion {kind}: {len(stores[0])} questions, default "
+              f"{' / '.join(f'{r:.3f}' for r in default)} -> "
+              f"{' / '.join(f'{r:.3f}' for r in best[3])} with {best[2]}")
         chosen[kind] = best[2]
     return chosen
+
+
+def _recall(retriever: object, items: list[tuple[dict, object, list[str]]],
+            weights: dict[str, float]) -> float:
+    total = 0.0
+    for q, found, named in items:
+        papers = retriever.fuse(found, weights)  # type: ignore[attr-defined]
+        ranked = sorted(papers.values(), key=lambda h: h.score, reverse=True)
+        order = list(dict.fromkeys(named + [h.paper_id for h in ranked]))
+        titles = {h.paper_id: normalize_title(h.title) for h in ranked}
+        gold = {normalize_title(t) for t in q["gold_titles"]}
+        k = 5 if q["kind"] in ("factual", "paraphrase") else 10
+        top = {titles.get(pid, "") for pid in order[:k]}
+        total += len(gold & top) / len(gold)
+    return total / len(items)
 
 
 def collect(engine: Engine, questions: list[dict]) -> tuple[list, list, list]:
@@ -231,13 +242,23 @@ def fit_quotes(quote_rows: list) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", type=Path, default=ROOT / "vectorstore")
+    parser.add_argument("--scale-store", type=Path, default=None,
+                        help="a store holding the bundled corpus among synthetic distractors (the "
+                        "largest store of a bench/run.py run): fusion weights are fitted on both")
     args = parser.parse_args()
     started = time.perf_counter()
     engine = Engine(load_settings(args.store, answer_mode="extractive"))
     questions = load(TUNE)
     params: dict = {"source": "bench/fit_answers.py on tests/data/blind/tune.jsonl",
                     "tune_questions": len(questions)}
-    params["fusion"] = fit_fusion(engine, questions)
+    engines = [engine]
+    if args.scale_store:
+        engines.append(Engine(load_settings(args.scale_store, answer_mode="extractive",
+                                            sentence_cache_max_papers=0)))
+    # Which stores the fusion weights were fitted on (papers each), for the record.
+    params["fusion_stores"] = [e.store.count_papers() for e in engines]
+    params["fusion"] = fit_fusion(engines, questions)
+    del engines[1:]  # the large store's engine holds its vector index: gone before the rest
     engine.retriever.fusion_weights = lambda kind: params["fusion"].get(kind, DEFAULT)
     rel_rows, quote_rows, per_question = collect(engine, questions)
     params["relevance"] = fit_relevance(rel_rows)

@@ -44,7 +44,7 @@ def check_pipeline(work: Path) -> None:
     questions = load_dev_questions(3)
     engine = Engine(settings)
     small = latency.measure(engine, questions, label="tiny")
-    assert set(small["retrieval_ms"]) == {"ours", "numpy_exact", "llama_index_default"}
+    assert set(small["retrieval_ms"]) == {"ours", "hybrid", "numpy_exact", "llama_index_default"}
     assert small["e2e"]["warm_ms"]["n"] == 3
 
     scale_dir = work / "scale"
