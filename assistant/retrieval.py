@@ -466,8 +466,18 @@ class HybridRetriever:
 
     def fusion_weights(self, kind: QuestionKind) -> dict[str, float]:
         """Per-retriever fusion weights for a kind of question: fitted on the tune split
-        (bench/fit_answers.py) where the fitted file has them, else the settings'."""
-        fitted = fitted_params().get("fusion", {}).get(kind)
+        (bench/fit_answers.py) where the fitted file has them, else the settings'. Two sets are
+        fitted, on the bundled corpus and on a large store of it among distractors; a store uses
+        the set fitted at the size nearer its own on a log scale (at 215 and 253k papers: from
+        7.4k papers on, the large one). Weights fitted on 215 papers alone favour dense search,
+        which distractors crowd out (bench/results/recall-at-scale.json)."""
+        params = fitted_params()
+        large = params.get("fusion_large")
+        small = params.get("fusion_papers")
+        if large and small and self.titles.n_papers() ** 2 >= large["papers"] * small:
+            fitted = large["weights"].get(kind)
+        else:
+            fitted = params.get("fusion", {}).get(kind)
         if fitted:
             return {name: float(w) for name, w in fitted.items()}
         return {"dense": 1.0, "bm25": 1.0, "literal": self.settings.literal_weight,

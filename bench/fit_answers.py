@@ -7,11 +7,14 @@ assistant/fitted_params.json:
    every retrieved paper, labelled by the gold titles; thresholds chosen on out-of-fold
    probabilities (5 folds by question), never on the in-sample fit;
 3. the quote model (extractive.py): a logistic regression over sentence features, labelled by
-   whether the sentence holds the question's must-contain value.
+   whether the sentence holds the question's must-contain value;
+4. with --scale-store, per-kind fusion weights for large stores (fit_large_fusion), on a store of
+   the bundled corpus among synthetic distractors; --large-only fits just those.
 
 The locked split is never read here.
 
     .venv/bin/python bench/fit_answers.py [--store vectorstore]
+    .venv/bin/python bench/fit_answers.py --scale-store build/bench/scale --large-only
 """
 
 from __future__ import annotations
@@ -63,41 +66,52 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def fit_fusion(engines: list[Engine], questions: list[dict]) -> dict[str, dict[str, float]]:
+def fit_fusion(engine: Engine, questions: list[dict]) -> dict[str, dict[str, float]]:
     """Weights per classified kind that maximise mean recall (R@5 for single-paper questions,
-    R@10 for lists and comparisons), averaged over the stores of `engines` (the bundled corpus,
-    and where given one that adds distractors: weights that only suit 215 papers fail at 250k).
-    Ties go to the weights closest to equal fusion."""
-    per_kind: dict[str, list[list[tuple[dict, object, list[str]]]]] = defaultdict(
-        lambda: [[] for _ in engines])
+    R@10 for lists and comparisons) on the engine's store. Ties go to the weights closest to
+    equal fusion."""
+    retriever = engine.retriever
+    per_kind: dict[str, list[tuple[dict, object, list[str]]]] = defaultdict(list)
     for q in questions:
         if not q["gold_titles"]:
             continue
-        kind = classify(q["question"], len(engines[0].retriever.resolve_names(q["question"])))
-        for i, engine in enumerate(engines):
-            entities = engine.retriever.resolve_names(q["question"])
-            vector = engine.embedder.embed([q["question"]])[0]
-            bundle = QueryBundle(query_str=q["question"], embedding=vector.tolist())
-            found = engine.retriever.candidates(q["question"], bundle, vector)
-            per_kind[kind][i].append((q, found, [e.paper_id for e in entities]))
+        entities = retriever.resolve_names(q["question"])
+        kind = classify(q["question"], len(entities))
+        vector = engine.embedder.embed([q["question"]])[0]
+        bundle = QueryBundle(query_str=q["question"], embedding=vector.tolist())
+        found = retriever.candidates(q["question"], bundle, vector)
+        per_kind[kind].append((q, found, [e.paper_id for e in entities]))
     chosen: dict[str, dict[str, float]] = {}
-    for kind, stores in sorted(per_kind.items()):
+    for kind, items in sorted(per_kind.items()):
         scored = []
         for values in itertools.product(*GRID.values()):
             weights = dict(zip(GRID, values, strict=True))
             if not any(weights[n] for n in ("dense", "bm25")):
                 continue
-            recalls = [_recall(engine.retriever, items, weights)
-                       for engine, items in zip(engines, stores, strict=True)]
             distance = sum(abs(weights[n] - DEFAULT[n]) for n in weights)
-            scored.append((round(float(np.mean(recalls)), 6), -distance, weights, recalls))
+            scored.append((round(_recall(retriever, items, weights), 6), -distance, weights))
         best = max(scored, key=lambda x: (x[0], x[1]))
-        default = next(r for _, _, w, r in scored if w == DEFAULT)
-        print(f"fusion {kind}: {len(stores[0])} questions, default "
-              f"{' / '.join(f'{r:.3f}' for r in default)} -> "
-              f"{' / '.join(f'{r:.3f}' for r in best[3])} with {best[2]}")
+        default_score = next(s for s, _, w in scored if w == DEFAULT)
+        print(f"fusion {kind} ({engine.store.count_papers():,} papers): {len(items)} questions, "
+              f"default {default_score:.3f} -> {best[0]:.3f} with {best[2]}")
         chosen[kind] = best[2]
     return chosen
+
+
+def fit_large_fusion(store: Path, questions: list[dict]) -> dict:
+    """Fusion weights for large stores, fitted on one that holds the bundled corpus among
+    synthetic distractors (the largest store of a bench/run.py run), on the tune questions whose
+    gold papers no distractor borrows from (bench/synthetic.py: the others' sentences recur word
+    for word in distractors, so a question about them is about its distractors as much). The
+    retriever uses them on stores nearer this one's size than the bundled corpus's."""
+    from bench.synthetic import protected_titles
+
+    protected = protected_titles()
+    kept = [q for q in questions if q["gold_titles"]
+            and {normalize_title(t) for t in q["gold_titles"]} <= protected]
+    engine = Engine(load_settings(store, answer_mode="extractive", sentence_cache_max_papers=0))
+    return {"papers": engine.store.count_papers(), "questions": len(kept),
+            "weights": fit_fusion(engine, kept)}
 
 
 def _recall(retriever: object, items: list[tuple[dict, object, list[str]]],
@@ -244,21 +258,32 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=ROOT / "vectorstore")
     parser.add_argument("--scale-store", type=Path, default=None,
                         help="a store holding the bundled corpus among synthetic distractors (the "
-                        "largest store of a bench/run.py run): fusion weights are fitted on both")
+                        "largest store of a bench/run.py run): fusion weights for large stores are "
+                        "fitted on it too (fit_large_fusion)")
+    parser.add_argument("--large-only", action="store_true",
+                        help="with --scale-store: fit and write only the large stores' fusion "
+                        "weights, keeping every other fitted parameter as it is")
     args = parser.parse_args()
     started = time.perf_counter()
-    engine = Engine(load_settings(args.store, answer_mode="extractive"))
     questions = load(TUNE)
+    if args.large_only:
+        if not args.scale_store:
+            parser.error("--large-only needs --scale-store")
+        from assistant.store import PaperStore
+
+        params = {"fusion_papers": PaperStore(load_settings(args.store)).count_papers(),
+                  "fusion_large": fit_large_fusion(args.scale_store, questions)}
+        current = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
+        OUT.write_text(json.dumps({**current, **params}, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote the large stores' fusion weights to {OUT.relative_to(ROOT)}")
+        return
+    engine = Engine(load_settings(args.store, answer_mode="extractive"))
     params: dict = {"source": "bench/fit_answers.py on tests/data/blind/tune.jsonl",
                     "tune_questions": len(questions)}
-    engines = [engine]
+    params["fusion"] = fit_fusion(engine, questions)
+    params["fusion_papers"] = engine.store.count_papers()
     if args.scale_store:
-        engines.append(Engine(load_settings(args.scale_store, answer_mode="extractive",
-                                            sentence_cache_max_papers=0)))
-    # Which stores the fusion weights were fitted on (papers each), for the record.
-    params["fusion_stores"] = [e.store.count_papers() for e in engines]
-    params["fusion"] = fit_fusion(engines, questions)
-    del engines[1:]  # the large store's engine holds its vector index: gone before the rest
+        params["fusion_large"] = fit_large_fusion(args.scale_store, questions)
     engine.retriever.fusion_weights = lambda kind: params["fusion"].get(kind, DEFAULT)
     rel_rows, quote_rows, per_question = collect(engine, questions)
     params["relevance"] = fit_relevance(rel_rows)

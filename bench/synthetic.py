@@ -63,13 +63,21 @@ class SentenceBank:
     center: np.ndarray  # CENTERING x the mean sentence vector
 
 
+def protected_titles() -> set[str]:
+    """The normalised titles of the papers synthetic abstracts never borrow from: the development
+    questions' gold papers, so that no distractor repeats a sentence a question was written from."""
+    from assistant.corpus import normalize_title
+
+    return {normalize_title(t) for row in load_dev_questions() for t in row.get("gold_titles", [])}
+
+
 def sentence_bank(work: Path, settings: Any) -> SentenceBank:
     from assistant.corpus import load_papers, normalize_title
     from assistant.embedding import embedder_id, get_embedder
     from assistant.sentences import split_sentences
 
     papers = load_papers(settings.corpus_paths).papers
-    gold = {normalize_title(t) for row in load_dev_questions() for t in row.get("gold_titles", [])}
+    gold = protected_titles()
     donors = [i for i, p in enumerate(papers) if normalize_title(p.title) not in gold]
     per_paper = [split_sentences(p.abstract) for p in papers]
     sentences = [s for group in per_paper for s in group]

@@ -226,3 +226,24 @@ def test_a_failure_on_the_dense_side_reaches_the_caller(engine, corpus_store, mo
     monkeypatch.setattr(retriever, "_dense", broken)
     with pytest.raises(RuntimeError, match="went away"):
         retriever.retrieve("Which papers adapt SAM?")
+
+
+def test_a_large_store_uses_the_fusion_weights_fitted_at_scale(engine, monkeypatch):
+    """Two sets of fusion weights are fitted (bench/fit_answers.py): on the bundled corpus and on
+    a large store of it among distractors. A store takes the set fitted nearer its own size on a
+    log scale."""
+    from assistant.fitted import fitted_params
+
+    params = fitted_params()
+    small, large = params["fusion_papers"], params["fusion_large"]["papers"]
+    assert large > small
+    middle = (small * large) ** 0.5
+    retriever = engine.retriever
+    assert retriever.fusion_weights("list") == params["fusion"]["list"]
+    for papers, expected in ((int(middle) - 1, params["fusion"]),
+                             (int(middle) + 1, params["fusion_large"]["weights"]),
+                             (1_000_000, params["fusion_large"]["weights"])):
+        monkeypatch.setattr(retriever.titles, "n_papers", lambda n=papers: n)
+        for kind in ("factual", "list", "comparative"):
+            assert retriever.fusion_weights(kind) == expected[kind], (papers, kind)
+    assert params["fusion"]["list"] != params["fusion_large"]["weights"]["list"]
