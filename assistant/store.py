@@ -374,11 +374,11 @@ class PaperStore:
         for page in pages:
             for pid, meta in zip(page["ids"], page["metadatas"], strict=True):
                 meta = meta or {}
-                ids = (("DOI", str(meta.get("doi", "")).lower()),
-                       ("arXiv id", str(meta.get("arxiv_id", "")).lower()),
-                       ("PMID", str(meta.get("pmid", ""))))
+                idents = (("DOI", str(meta.get("doi", "")).lower()),
+                          ("arXiv id", str(meta.get("arxiv_id", "")).lower()),
+                          ("PMID", str(meta.get("pmid", ""))))
                 keys[pid] = StoredKeys(str(meta.get("paper_hash", "")), str(meta.get("title", "")),
-                                       tuple((k, v) for k, v in ids if v),
+                                       tuple((k, v) for k, v in idents if v),
                                        split_collections(meta.get("collections", "")))
         return keys
 
