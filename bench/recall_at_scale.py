@@ -2,9 +2,9 @@
 large stores (what the retriever uses there) against those fitted on the bundled corpus alone:
 the retrieval's own order (hybrid) and the search's (ordered by the relevance decision).
 
-    .venv/bin/python bench/recall_at_scale.py build/bench/scale
+    .venv/bin/python bench/recall_at_scale.py build/bench/scale [--name recall-at-scale]
 
-Writes bench/results/recall-at-scale.json.
+Writes bench/results/<name>.json.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from bench.common import load_dev_questions, log, make_settings  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path)
+    parser.add_argument("--name", default="recall-at-scale")
     args = parser.parse_args()
     from assistant.corpus import normalize_title
     from assistant.engine import Engine
@@ -53,7 +54,7 @@ def main() -> None:
                                 "recall@10_hybrid": round(float(np.mean(hybrid)), 4),
                                 "recall@10_search": round(float(np.mean(search)), 4)}
         log(f"{name}: {out['weights'][name]}")
-    path = ROOT / "bench" / "results" / "recall-at-scale.json"
+    path = ROOT / "bench" / "results" / f"{args.name}.json"
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))
 
