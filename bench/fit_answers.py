@@ -48,7 +48,7 @@ from assistant.relevance import (  # noqa: E402
     probability,
     question_features,
 )
-from assistant.retrieval import classify  # noqa: E402
+from assistant.retrieval import Candidates, HybridRetriever, classify  # noqa: E402
 from assistant.sentences import split_sentences  # noqa: E402
 from assistant.settings import load_settings  # noqa: E402
 
@@ -71,7 +71,7 @@ def fit_fusion(engine: Engine, questions: list[dict]) -> dict[str, dict[str, flo
     R@10 for lists and comparisons) on the engine's store. Ties go to the weights closest to
     equal fusion."""
     retriever = engine.retriever
-    per_kind: dict[str, list[tuple[dict, object, list[str]]]] = defaultdict(list)
+    per_kind: dict[str, list[tuple[dict, Candidates, list[str]]]] = defaultdict(list)
     for q in questions:
         if not q["gold_titles"]:
             continue
@@ -114,11 +114,11 @@ def fit_large_fusion(store: Path, questions: list[dict]) -> dict:
             "weights": fit_fusion(engine, kept)}
 
 
-def _recall(retriever: object, items: list[tuple[dict, object, list[str]]],
+def _recall(retriever: HybridRetriever, items: list[tuple[dict, Candidates, list[str]]],
             weights: dict[str, float]) -> float:
     total = 0.0
     for q, found, named in items:
-        papers = retriever.fuse(found, weights)  # type: ignore[attr-defined]
+        papers = retriever.fuse(found, weights)
         ranked = sorted(papers.values(), key=lambda h: h.score, reverse=True)
         order = list(dict.fromkeys(named + [h.paper_id for h in ranked]))
         titles = {h.paper_id: normalize_title(h.title) for h in ranked}
