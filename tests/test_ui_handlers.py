@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -362,15 +363,66 @@ def test_stop_ends_the_answer_and_its_llm_request(with_llm: tuple[UIHandlers, Qu
         drafts.append(out)
         if "is writing" in out.get("live", ""):
             break
-    stopped = h.stop(pending)
-    assert stopped["question"] == {"__type__": "update", "value": question, "interactive": True}
-    assert stopped["live"] == "" and "Stopped" in stopped["notice"]
-    rest = list(steps)  # the generator ends at its next step, without an answer
+    stopping = h.stop(pending)
+    # The input stays locked until the answer has ended (`finish` unlocks it).
+    assert "question" not in stopping and "Stopping" in stopping["notice"]
+    rest = list(steps)  # the generator ends within a poll, without an answer
     assert all("conversation" not in out for out in rest)
-    assert llm.closed_early.is_set()
+    assert rest[-1]["question"] == {"__type__": "update", "value": question}
+    assert rest[-1]["live"] == "" and "Stopped" in rest[-1]["notice"]
+    assert llm.closed_early.wait(10)  # the worker closed the LLM's stream at its next word
+    assert not h.stopped(pending.token)  # nothing left behind
     # The next question is answered as usual (by the LLM, quoting its sources).
     done = ask(h, "How accurate is the nailfold capillary pipeline at predicting abnormality?", mode="llm")
     assert done["conversation"].exchanges[-1].data["mode"] == "llm" and "pa-cite" in done["thread"]
+
+
+class HeldLLM(QuotingLLM):
+    """Sends nothing until released (a local model still reading a long prompt)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.waiting = threading.Event()
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
+        if "<source " in messages[-1]["content"]:
+            self.waiting.set()
+            self.release.wait(30)
+        yield from super().stream(messages)
+
+
+def test_stop_does_not_wait_for_the_llms_first_token(store: Settings) -> None:
+    llm = HeldLLM()
+    h = UIHandlers(EngineHolder(store, Engine(store, llm=llm)), store)
+    question = "How accurate is the nailfold capillary pipeline at predicting abnormality?"
+    pending: Pending = h.begin(question, None, [])["pending"]
+    outs: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: outs.extend(h.answer(pending, None, 0, "llm", "")))
+    worker.start()
+    assert llm.waiting.wait(30)
+    h.stop(pending)
+    worker.join(5)
+    try:
+        assert not worker.is_alive()  # the answer ended while the LLM still sent nothing
+        assert "Stopped" in outs[-1]["notice"] and all("conversation" not in o for o in outs)
+    finally:
+        llm.release.set()
+    assert llm.closed_early.wait(10)  # its stream was closed at its first word
+
+
+def test_a_stop_before_the_answer_starts_is_kept_for_it(with_llm: tuple[UIHandlers, QuotingLLM]) -> None:
+    h, llm = with_llm
+    question = "How accurate is the nailfold capillary pipeline at predicting abnormality?"
+    pending: Pending = h.begin(question, None, [])["pending"]
+    asked = len(llm.requests)
+    assert h.stop(pending) == {"stop": {"__type__": "update", "visible": False},
+                               "notice": {"__type__": "update"}}  # queued: nothing to say yet
+    outs = list(h.answer(pending, None, 0, "llm", ""))
+    assert len(llm.requests) == asked  # never asked the LLM
+    assert outs[-1]["question"] == {"__type__": "update", "value": question}
+    assert "Stopped" in outs[-1]["notice"] and all("conversation" not in o for o in outs)
+    assert not h.stopped(pending.token)
 
 
 # --- upload, filters, export (issue 15) -------------------------------------------------------

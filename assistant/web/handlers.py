@@ -4,15 +4,21 @@ components). Nothing here needs a browser: tests call the methods directly.
 
 An answer runs in three steps: `begin` (instant: checks the input, locks the input box, shows the
 question), `answer` (queued: streams, then saves the conversation) and `finish` (unlocks).
-`stop` cancels a running answer: the page cancels the queued event, and the generator, at its
-next step, closes the engine's stream, which stops the LLM request.
+`stop` marks the answer stopped: `answer` notices within `STOP_POLL_SECONDS` (the engine's stream
+is read in a worker thread, so even an LLM that has not sent its first token does not hold it),
+puts the question back and returns, and its worker closes the stream (and with it the LLM
+request) at its next event. Gradio's own `cancels` is not used: the page re-enables the input
+before the cancelled event has cleared, and a question asked in that moment was dropped without a
+word (the page skips an event that it still believes pending).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,6 +64,9 @@ from assistant.web.understanding import corpus_words, known_word, understood
 log = logging.getLogger(__name__)
 
 OFFLINE_LABEL = "offline: quoting the papers"
+STOP_POLL_SECONDS = 0.2  # how soon a running answer notices Stop
+STOP_MEMORY_SECONDS = 3600.0  # a Stop for an answer that never started is forgotten after this
+STOPPED_NOTICE = "Stopped. The question is back in the box."
 MAX_COMPARE = 4
 MAX_SELECTED = 8  # papers one "ask about these" question can be limited to
 CORPUS_PAGE = 25
@@ -130,7 +139,7 @@ class UIHandlers:
         self.llm_expected = settings.llm_configured and settings.answer_mode != "extractive"
         self._lock = threading.Lock()
         self._running: set[str] = set()
-        self._stopped: set[str] = set()
+        self._stopped: dict[str, float] = {}  # token -> when Stop was pressed
         self._exports: Path | None = None
 
     # --- header, mode, startup ------------------------------------------------------------------
@@ -289,19 +298,68 @@ class UIHandlers:
                 "stop": gr.update(visible=False)}
 
     def stop(self, pending: Pending | None) -> Out:
-        """The Stop button: the running answer ends (the page cancels its event; the engine's
-        stream is closed at its next step) and the question goes back into the box."""
-        if pending is not None:
-            with self._lock:
-                if pending.token in self._running:
-                    self._stopped.add(pending.token)
-        return {**self.finish(), "pending": None, "live": "",
-                "question": gr.update(value=pending.question if pending else "", interactive=True),
-                "notice": notice_html("Stopped. The question is back in the box.", "info")}
+        """The Stop button: the answer is marked stopped, and `answer` (within STOP_POLL_SECONDS)
+        puts the question back in the box and returns; `finish` then unlocks the input. The
+        input stays locked until then, so that a question asked next is never dropped."""
+        if pending is None:
+            return {"stop": gr.update(visible=False)}
+        now = time.monotonic()
+        with self._lock:
+            # A Stop that arrives before its answer starts (queued) is kept for it; one that
+            # arrives after the answer ended would otherwise stay forever.
+            for token in [t for t, at in self._stopped.items() if now - at > STOP_MEMORY_SECONDS]:
+                del self._stopped[token]
+            self._stopped[pending.token] = now
+            running = pending.token in self._running
+        return {"stop": gr.update(visible=False),
+                "notice": notice_html("Stopping…", "info") if running else gr.update()}
 
     def stopped(self, token: str) -> bool:
         with self._lock:
             return token in self._stopped
+
+    def _stopped_out(self, pending: Pending) -> Out:
+        return {"live": "", "question": gr.update(value=pending.question),
+                "notice": notice_html(STOPPED_NOTICE, "info")}
+
+    def _until_stopped(self, pending: Pending, events: Iterator[str | Answer]) -> Iterator[str | Answer]:
+        """The engine's events, read in a worker thread so that Stop is noticed at once, also while
+        the stream waits on retrieval or on the LLM's first token. The worker stops at its next
+        event once this generator has ended (stopped, or closed by the page) and closes the
+        stream itself (a generator is closed by the thread that runs it)."""
+        handed: queue.Queue[tuple[str, Any]] = queue.Queue()
+        done = threading.Event()
+
+        def produce() -> None:
+            try:
+                for event in events:
+                    if done.is_set():
+                        break
+                    handed.put(("event", event))
+            except Exception as exc:  # re-raised in the page's thread
+                handed.put(("error", exc))
+            finally:
+                events.close()  # a stopped answer stops the LLM request here
+                handed.put(("end", None))
+
+        threading.Thread(target=produce, name="ui-answer", daemon=True).start()
+        try:
+            while True:
+                try:
+                    kind, value = handed.get(timeout=STOP_POLL_SECONDS)
+                except queue.Empty:
+                    if self.stopped(pending.token):
+                        return
+                    continue
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                if self.stopped(pending.token):
+                    return
+                yield value
+        finally:
+            done.set()
 
     def _comparison(self, pending: Pending) -> bool:
         return len(pending.compare) >= 2 or bool(COMPARE.search(pending.question))
@@ -318,10 +376,12 @@ class UIHandlers:
             self._running.add(pending.token)
         try:
             yield from self._answer(pending, conversation, k, mode, owner)
+            if self.stopped(pending.token):
+                yield self._stopped_out(pending)
         finally:
             with self._lock:
                 self._running.discard(pending.token)
-                self._stopped.discard(pending.token)
+                self._stopped.pop(pending.token, None)
 
     def _answer(self, pending: Pending, conversation: Conversation, k: float | None,
                 mode: str | None, owner: str) -> Iterator[Out]:
@@ -332,6 +392,8 @@ class UIHandlers:
             self.holder.wait(1.0)
             if self.stopped(pending.token):
                 return
+        if self.stopped(pending.token):  # stopped while queued
+            return
         try:
             engine = self.holder.get()
             corpus = self.corpus.refresh(engine)
@@ -354,18 +416,16 @@ class UIHandlers:
             result: Answer | None = None
             events = engine.stream(pending.question, turns, mode=use_mode, k=top,
                                    compare_titles=list(titles), filters=pending.filters)
-            try:
-                for event in events:
-                    if self.stopped(pending.token):
-                        return
-                    if isinstance(event, Answer):
-                        result = event
-                    elif llm:
-                        yield {"live": live_html(live, f"{name} is writing…", comparison=comparison,
-                                                 body=event)}
-            finally:
-                events.close()  # a stopped answer stops the LLM request here
-            assert result is not None
+            for event in self._until_stopped(pending, events):
+                if isinstance(event, Answer):
+                    result = event
+                elif llm:
+                    yield {"live": live_html(live, f"{name} is writing…", comparison=comparison,
+                                             body=event)}
+            if result is None:
+                if self.stopped(pending.token):
+                    return
+                raise RuntimeError("the engine's stream ended without an answer")
         except AssistantError as exc:
             yield {"live": "", "notice": notice_html(message(exc)),
                    "question": gr.update(value=pending.question)}

@@ -479,15 +479,12 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
                    request: gr.Request) -> Iterator[dict[str, Any]]:
             yield from h.answer(pending, conversation, k, mode, _owner(request))
 
-        answers: list[Any] = []
-
         def chain(started: Any) -> None:
             running = started.then(
                 fn(answer_out, answer), [c["pending"], c["conversation"], c["k"], c["mode"]],
                 w.outs(answer_out), concurrency_id="answers", show_progress="minimal",
                 show_progress_on=[c["live"]], **private)
             running.then(fn(finish_out, h.finish), None, w.outs(finish_out), **instant)
-            answers.append(running)
 
         filter_in = [c["years"], c["authors"], c["venues"], c["collection_filter"]]
         ask_in = [c["question"], c["conversation"], c["scope"], *filter_in]
@@ -530,9 +527,9 @@ def build_ui(holder: EngineHolder, settings: Settings) -> gr.Blocks:
             hidden = gr.Button(visible=False)
             hidden.click(fn(api_out, api_fn), [c[first], c["conversation"], c["k"], c["mode"]],
                          w.outs(api_out), api_name=name, concurrency_id="answers")
-        stop_out = ["question", "send", "stop", "pending", "live", "notice"]
-        c["stop"].click(fn(stop_out, h.stop), [c["pending"]], w.outs(stop_out), cancels=answers,
-                        **instant)
+        # No `cancels=`: see handlers.py (the answer ends itself, then `finish` unlocks the input).
+        stop_out = ["stop", "notice"]
+        c["stop"].click(fn(stop_out, h.stop), [c["pending"]], w.outs(stop_out), **instant)
 
         # Conversations: start over, reopen, delete; the address follows the open one.
         start_over = [*show, "scope", "scope_view", "question", "scope_clear"]
