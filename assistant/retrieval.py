@@ -10,7 +10,7 @@ import math
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass, field
@@ -46,17 +46,35 @@ COMPARE = re.compile(
     r"similarit\w*|same as|against|both)\b",
     re.IGNORECASE,
 )
-# An explicit request to compare, where the papers may be described rather than named.
-EXPLICIT_COMPARE = re.compile(r"\b(compar\w*|vs\.?|versus|differ\w*|difference|contrast\w*)\b", re.I)
+# An explicit request to compare, where the papers may be described rather than named: the verbs
+# and nouns of comparing, not the adjectives ("different noise levels", "a contrastive objective",
+# "comparable accuracy") that single-paper questions use.
+COMPARE_WORDS = (r"compar(?:e[sd]?|ing|isons?)|vs\.?|versus|differ(?:s|ed|ences?)?|"
+                 r"contrast(?:s|ed|ing)?")
+EXPLICIT_COMPARE = re.compile(rf"\b(?:{COMPARE_WORDS})\b", re.I)
+# "Which paper ...?" asks for one paper: what it says is not a second paper to compare with.
+ONE_PAPER = re.compile(r"^\s*(?:which|what)\s+(?:paper|study|work|article)\b", re.I)
 # A part of a comparison that describes a paper: a definite description ("the nailfold capillary
 # dataset paper") or one that says it is about a paper, study or work.
 DESCRIBES = re.compile(r"^(?:the|a|an|this|that|these|those)\b|\b(?:paper|study|work|article|one)\b",
                        re.I)
-# Papers of a described part's fused ranking that its description is compared with.
+# Papers of a described part's fused ranking that its description is compared with (besides
+# each retriever's first paper).
 DESCRIBED_POOL = 5
-# Where a comparison question separates the things it compares.
-COMPARE_SPLIT = re.compile(r"\s*(?:\b(?:and|vs\.?|versus|with|against|between)\b|[,;:?]|\bto\b(?= the\b))\s*",
-                           re.I)
+# Where a comparison question separates the things it compares: the comparison itself (its verb
+# with its preposition, "vs", "between"). What lies between two of these is one compared thing,
+# a name or a whole description ("the paper with a clinician survey and a taxonomy of ...").
+COMPARE_SEPARATOR = re.compile(
+    rf"\s*(?:\b(?:{COMPARE_WORDS})(?:\s+(?:with|from|to|against))?\b|"
+    r"\b(?:between)\b|[;:?])\s*", re.I)
+# Finer: also "and", "with", commas, for a part that names one paper and describes another.
+COMPARE_SPLIT = re.compile(
+    rf"\s*(?:\b(?:{COMPARE_WORDS})(?:\s+(?:with|from|to|against))?\b|"
+    r"\b(?:and|with|against|between)\b|[,;:?]|\bto\b(?= the\b))\s*", re.I)
+# A question's opening ("How does", "What problems do") is not part of what it describes (only
+# at the question's start: "..., what accuracy did the best LLM get" describes no paper).
+OPENER = re.compile(r"^(?:how|what|why|in what ways?)\b(?:\s+[\w'-]+){0,2}?\s+"
+                    r"(?:do|does|did|is|are|was|were)\s+", re.I)
 LIST = re.compile(
     r"^\s*(which|what|list|name|find|show|are there|give me)\b.{0,40}\b(papers?|studies|works?|"
     r"methods|models|approaches|articles|systems|benchmarks|datasets|surveys)\b"
@@ -113,6 +131,19 @@ class Candidates:
     rankings: dict[str, list[str]] = field(default_factory=dict)  # retriever -> chunk ids, best first
     similarity: dict[str, float] = field(default_factory=dict)  # chunk id -> cosine with the question
     bm25: dict[str, float] = field(default_factory=dict)  # chunk id -> BM25 score
+
+
+def comparison_parts(question: str, names: Sequence[str]) -> list[list[str]]:
+    """Two ways to cut a comparison question into the things it compares: at the comparison
+    itself only (a description keeps its "and" and "with"), cutting finer only a part that holds
+    one of the `names` already resolved; and finely throughout. The question's opening goes."""
+    question = OPENER.sub("", question.strip())
+    named = [n.lower() for n in names]
+    coarse: list[str] = []
+    for part in COMPARE_SEPARATOR.split(question):
+        coarse += COMPARE_SPLIT.split(part) if any(n in part.lower() for n in named) else [part]
+    return [[p.strip() for p in parts if p.strip()]
+            for parts in (coarse, COMPARE_SPLIT.split(question))]
 
 
 def classify(question: str, n_entities: int) -> QuestionKind:
@@ -302,7 +333,8 @@ class HybridRetriever:
         # Started first: the names are resolved while the question is embedded.
         dense = self._start_dense(question, scope)
         entities = self.resolve_names(question)
-        if len(entities) < 2 and not extra_paper_ids and EXPLICIT_COMPARE.search(question):
+        if (len(entities) < 2 and not extra_paper_ids and EXPLICIT_COMPARE.search(question)
+                and not ONE_PAPER.search(question)):
             entities += self.described_targets(question, entities)
         kind = kind or classify(question, len(entities))
         k = k or (self.settings.list_top_k if kind == "list" else self.settings.top_k)
@@ -359,11 +391,20 @@ class HybridRetriever:
         """Papers a comparison identifies by what they did ("compare the nailfold capillary
         dataset paper with MedVAE"): each part of the question between the compared things that
         names no paper and has at least two content words is searched on its own, and its best
-        paper becomes a compared paper."""
+        paper becomes a compared paper. Parts are first cut only at the comparison itself (a
+        description keeps its "and" and "with"), a part that names a paper more finely; failing
+        that, the whole question finely."""
+        for parts in comparison_parts(question, [e.name for e in entities]):
+            found = self._described(parts, entities)
+            if found:
+                return found
+        return []
+
+    def _described(self, parts: list[str], entities: list[EntityMatch]) -> list[EntityMatch]:
         named_spans = [e.name.lower() for e in entities]
         found: list[EntityMatch] = []
         taken = {e.paper_id for e in entities}
-        for part in COMPARE_SPLIT.split(question):
+        for part in parts:
             part = EXPLICIT_COMPARE.sub(" ", part).strip()
             words = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9\-]+", part)
                      if w.lower() not in STOPWORDS and w.lower() not in FRAME]
@@ -371,18 +412,25 @@ class HybridRetriever:
                 continue
             if not DESCRIBES.search(part):
                 continue  # "Meditron-70B on QA accuracy" names something, it describes no paper
+            if len(entities) + len(found) >= 2:
+                break
             vector = self.embedder.embed([part])[0]
             bundle = QueryBundle(query_str=part, embedding=vector.tolist())
             papers = self.fuse(self.candidates(part, bundle, vector), self.fusion_weights("factual"))
-            # The part describes one paper: of fusion's first few, the one whose text is closest to
-            # the description (fusion alone favours surveys that share its words).
-            ranked = sorted([h for h in sorted(papers.values(), key=lambda h: h.score, reverse=True)
-                             if h.paper_id not in taken][:DESCRIBED_POOL],
-                            key=lambda h: h.best_similarity, reverse=True)
-            if ranked and len(entities) + len(found) < 2:
-                best = ranked[0]
-                found.append(EntityMatch(part, best.paper_id, best.title, exact=False))
-                taken.add(best.paper_id)
+            fused = [h for h in sorted(papers.values(), key=lambda h: h.score, reverse=True)
+                     if h.paper_id not in taken]
+            # Fusion alone favours surveys that share the description's words, and papers that
+            # share a generic acronym ("LLM") with it: the pool adds each retriever's first paper,
+            # and the choice is the paper whose text and title are closest to the description
+            # (a description paraphrases what a paper did, which its title states).
+            pool = fused[:DESCRIBED_POOL] + [h for h in fused[DESCRIBED_POOL:] if 1 in h.ranks.values()]
+            if not pool:
+                continue
+            title_similarity = self.embedder.embed([h.title for h in pool]) @ vector
+            best = max(zip(pool, title_similarity, strict=True),
+                       key=lambda p: p[0].best_similarity + float(p[1]))[0]
+            found.append(EntityMatch(part, best.paper_id, best.title, exact=False))
+            taken.add(best.paper_id)
         return found if len(entities) + len(found) >= 2 else []
 
     def candidates(self, question: str, bundle: QueryBundle, query_vector: np.ndarray,

@@ -13,7 +13,7 @@ from conftest import DATA, make_settings
 
 from assistant.engine import Engine
 from assistant.ingest import ingest
-from assistant.retrieval import HybridRetriever
+from assistant.retrieval import EXPLICIT_COMPARE, HybridRetriever, comparison_parts
 
 SETS = {"dev": DATA / "dev_questions.jsonl", "heldout": DATA / "heldout_questions.jsonl"}
 
@@ -104,6 +104,42 @@ def test_a_generic_word_in_a_title_does_not_make_a_comparison(engine):
     assert [e.name for e in result.entities] == ["JMLR"]
     assert result.kind == "factual"
     assert result.papers[0].title.startswith("JMLR:")
+
+
+# --- comparisons that describe a paper ---------------------------------------------------------
+
+def test_a_description_keeps_its_and_and_with():
+    coarse, fine = comparison_parts(
+        "How does the study with a reader survey and a taxonomy of failure modes differ from "
+        "SegMamba?", ["SegMamba"])
+    assert coarse == ["the study with a reader survey and a taxonomy of failure modes", "SegMamba"]
+    assert fine == ["the study", "a reader survey", "a taxonomy of failure modes", "SegMamba"]
+    # A part that names a resolved paper is cut finely: what follows the name may describe another.
+    assert comparison_parts("Contrast SegMamba with the nailfold capillary dataset paper", ["SegMamba"]
+                            )[0] == ["SegMamba", "the nailfold capillary dataset paper"]
+
+
+@pytest.mark.parametrize("question", [
+    "Which paper segments lesions at different noise levels?",
+    "Which model uses a contrastive objective?",
+    "Which method reaches comparable accuracy?"])
+def test_adjectives_of_comparing_ask_for_no_comparison(question):
+    assert not EXPLICIT_COMPARE.search(question)
+
+
+def test_a_described_paper_is_compared_with_a_named_one(engine):
+    result = engine.search("How does the study that builds a dataset and a pipeline for nailfold "
+                           "capillaries differ from MedVAE?")
+    assert result.kind == "comparative"
+    assert sorted(e.title.split(":")[0] for e in result.entities) == [
+        "A Comprehensive Dataset and Automated Pipeline for Nailfold Capillary Analysis", "MedVAE"]
+
+
+def test_which_paper_with_a_comparison_in_it_still_asks_for_one_paper(engine):
+    result = engine.search("Which paper reports the nailfold capillary pipeline's accuracy compared "
+                           "with the clinicians' readings?")
+    assert result.kind != "comparative"
+    assert result.papers[0].title.startswith("A Comprehensive Dataset and Automated Pipeline")
 
 
 def test_naming_chatcad_does_not_name_chatcad_plus(engine):
