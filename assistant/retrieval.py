@@ -75,6 +75,8 @@ COMPARE_SPLIT = re.compile(
 # at the question's start: "..., what accuracy did the best LLM get" describes no paper).
 OPENER = re.compile(r"^(?:how|what|why|in what ways?)\b(?:\s+[\w'-]+){0,2}?\s+"
                     r"(?:do|does|did|is|are|was|were)\s+", re.I)
+# The nouns of a question that asks for papers rather than for something of a paper it names.
+LITERATURE = re.compile(r"\b(papers?|studies|works|articles|publications|surveys)\b", re.I)
 LIST = re.compile(
     r"^\s*(which|what|list|name|find|show|are there|give me)\b.{0,40}\b(papers?|studies|works?|"
     r"methods|models|approaches|articles|systems|benchmarks|datasets|surveys)\b"
@@ -149,7 +151,9 @@ def comparison_parts(question: str, names: Sequence[str]) -> list[list[str]]:
 def classify(question: str, n_entities: int) -> QuestionKind:
     if n_entities >= 2 and COMPARE.search(question):
         return "comparative"
-    if LIST.search(question):
+    # "Which datasets was D-Former evaluated on?" asks about the one paper it names; "which papers
+    # build on D-Former?" asks for papers.
+    if LIST.search(question) and (n_entities != 1 or LITERATURE.search(question)):
         return "list"
     return "factual"
 

@@ -13,7 +13,7 @@ from conftest import DATA, make_settings
 
 from assistant.engine import Engine
 from assistant.ingest import ingest
-from assistant.retrieval import EXPLICIT_COMPARE, HybridRetriever, comparison_parts
+from assistant.retrieval import EXPLICIT_COMPARE, HybridRetriever, classify, comparison_parts
 
 SETS = {"dev": DATA / "dev_questions.jsonl", "heldout": DATA / "heldout_questions.jsonl"}
 
@@ -140,6 +140,12 @@ def test_which_paper_with_a_comparison_in_it_still_asks_for_one_paper(engine):
                            "with the clinicians' readings?")
     assert result.kind != "comparative"
     assert result.papers[0].title.startswith("A Comprehensive Dataset and Automated Pipeline")
+
+
+def test_a_question_about_the_datasets_of_a_named_paper_is_not_a_list():
+    assert classify("Which datasets was MedVAE evaluated on, and what block is it built on?", 1) == "factual"
+    assert classify("Which datasets are used for polyp segmentation?", 0) == "list"
+    assert classify("Which papers build on SegMamba?", 1) == "list"
 
 
 def test_naming_chatcad_does_not_name_chatcad_plus(engine):
