@@ -58,6 +58,9 @@ ONE_PAPER = re.compile(r"^\s*(?:which|what)\s+(?:paper|study|work|article)\b", r
 # dataset paper") or one that says it is about a paper, study or work.
 DESCRIBES = re.compile(r"^(?:the|a|an|this|that|these|those)\b|\b(?:paper|study|work|article|one)\b",
                        re.I)
+# Content words a description needs to identify one paper: "the nailfold capillary dataset paper"
+# does, "the best model", "the baseline methods", "the state of the art" do not.
+DESCRIPTION_MIN_WORDS = 3
 # Papers of a described part's fused ranking that its description is compared with (besides
 # each retriever's first paper).
 DESCRIBED_POOL = 5
@@ -394,8 +397,8 @@ class HybridRetriever:
     def described_targets(self, question: str, entities: list[EntityMatch]) -> list[EntityMatch]:
         """Papers a comparison identifies by what they did ("compare the nailfold capillary
         dataset paper with MedVAE"): each part of the question between the compared things that
-        names no paper and has at least two content words is searched on its own, and its best
-        paper becomes a compared paper. Parts are first cut only at the comparison itself (a
+        names no paper and has DESCRIPTION_MIN_WORDS content words is searched on its own, and its
+        best paper becomes a compared paper. Parts are first cut only at the comparison itself (a
         description keeps its "and" and "with"), a part that names a paper more finely; failing
         that, the whole question finely."""
         for parts in comparison_parts(question, [e.name for e in entities]):
@@ -412,7 +415,7 @@ class HybridRetriever:
             part = EXPLICIT_COMPARE.sub(" ", part).strip()
             words = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9\-]+", part)
                      if w.lower() not in STOPWORDS and w.lower() not in FRAME]
-            if len(words) < 2 or any(name in part.lower() for name in named_spans):
+            if len(words) < DESCRIPTION_MIN_WORDS or any(name in part.lower() for name in named_spans):
                 continue
             if not DESCRIBES.search(part):
                 continue  # "Meditron-70B on QA accuracy" names something, it describes no paper

@@ -135,6 +135,12 @@ def test_a_described_paper_is_compared_with_a_named_one(engine):
         "A Comprehensive Dataset and Automated Pipeline for Nailfold Capillary Analysis", "MedVAE"]
 
 
+@pytest.mark.parametrize("other", ["the best model", "the baseline methods", "the state of the art"])
+def test_a_generic_phrase_is_no_paper_to_compare_with(engine, other):
+    result = engine.search(f"How does SegMamba compare with {other}?")
+    assert [e.name for e in result.entities] == ["SegMamba"] and result.kind != "comparative"
+
+
 def test_which_paper_with_a_comparison_in_it_still_asks_for_one_paper(engine):
     result = engine.search("Which paper reports the nailfold capillary pipeline's accuracy compared "
                            "with the clinicians' readings?")
