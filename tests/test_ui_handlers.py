@@ -377,6 +377,19 @@ def test_stop_ends_the_answer_and_its_llm_request(with_llm: tuple[UIHandlers, Qu
     assert done["conversation"].exchanges[-1].data["mode"] == "llm" and "pa-cite" in done["thread"]
 
 
+def test_a_stop_as_the_answer_ends_changes_nothing(with_llm: tuple[UIHandlers, QuotingLLM]) -> None:
+    h, _llm = with_llm
+    question = "How accurate is the nailfold capillary pipeline at predicting abnormality?"
+    pending: Pending = h.begin(question, None, [])["pending"]
+    outs = []
+    for out in h.answer(pending, None, 0, "llm", ""):
+        outs.append(out)
+        if "conversation" in out:  # the answer is shown and saved: Stop comes too late
+            h.stop(pending)
+    assert outs[-1]["conversation"].exchanges[-1].question == question
+    assert not any("Stopped" in str(out.get("notice", "")) for out in outs)
+
+
 class HeldLLM(QuotingLLM):
     """Sends nothing until released (a local model still reading a long prompt)."""
 

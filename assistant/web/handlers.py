@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,8 +375,8 @@ class UIHandlers:
         with self._lock:
             self._running.add(pending.token)
         try:
-            yield from self._answer(pending, conversation, k, mode, owner)
-            if self.stopped(pending.token):
+            answered = yield from self._answer(pending, conversation, k, mode, owner)
+            if not answered and self.stopped(pending.token):  # a Stop after the end changes nothing
                 yield self._stopped_out(pending)
         finally:
             with self._lock:
@@ -384,16 +384,16 @@ class UIHandlers:
                 self._stopped.pop(pending.token, None)
 
     def _answer(self, pending: Pending, conversation: Conversation, k: float | None,
-                mode: str | None, owner: str) -> Iterator[Out]:
+                mode: str | None, owner: str) -> Generator[Out, None, bool]:
         live = ExchangeView(pending.exchange_id, pending.question, "")
         comparison = self._comparison(pending)
         while not self.holder.ready and self.holder.error is None:
             yield {"live": live_html(live, f"The assistant is starting: {self.holder.describe()}…")}
             self.holder.wait(1.0)
             if self.stopped(pending.token):
-                return
+                return False
         if self.stopped(pending.token):  # stopped while queued
-            return
+            return False
         try:
             engine = self.holder.get()
             corpus = self.corpus.refresh(engine)
@@ -402,7 +402,7 @@ class UIHandlers:
                 exchange = Exchange(pending.exchange_id, pending.question, NOT_UNDERSTOOD,
                                     {"understood": False, "mode": "none"})
                 yield from self._done(conversation, exchange, owner)
-                return
+                return True
             use_mode = mode if engine.llm is not None and mode in ("llm", "extractive") else None
             llm = engine.llm is not None and use_mode != "extractive"
             name = engine.llm.name if engine.llm is not None else "the LLM"
@@ -424,21 +424,22 @@ class UIHandlers:
                                              body=event)}
             if result is None:
                 if self.stopped(pending.token):
-                    return
+                    return False
                 raise RuntimeError("the engine's stream ended without an answer")
         except AssistantError as exc:
             yield {"live": "", "notice": notice_html(message(exc)),
                    "question": gr.update(value=pending.question)}
-            return
+            return False
         except Exception as exc:
             log.exception("answering failed")
             yield {"live": "", "notice": notice_html(
                 f"Internal error ({type(exc).__name__}); see the server log."),
                    "question": gr.update(value=pending.question)}
-            return
+            return False
         exchange = exchange_from(pending.exchange_id, result, supporting_sentences(engine, result),
                                  engine.mode_label if result.mode == "llm" else OFFLINE_LABEL)
         yield from self._done(conversation, exchange, owner)
+        return True
 
     def _done(self, conversation: Conversation, exchange: Exchange, owner: str) -> Iterator[Out]:
         conversation.exchanges.append(exchange)
