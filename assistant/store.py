@@ -11,9 +11,11 @@ Two collections per store:
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -190,9 +192,27 @@ def wipe_local_store(store_dir: Path) -> None:
     _forget_local_client(store_dir)
     for entry in entries:
         if entry.is_dir():
-            shutil.rmtree(entry)
+            _remove_tree(entry)
         else:
             entry.unlink()
+
+
+def _remove_tree(path: Path, attempts: int = 10) -> None:
+    """shutil.rmtree, again when a file appeared or vanished meanwhile: a reader of the lexical
+    index elsewhere (tantivy reloads on commit, from a thread that watches the index and takes a
+    lock file in its directory) may react to the removal itself."""
+    for attempt in range(attempts):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            if not path.exists():
+                return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY or attempt == attempts - 1:
+                raise
+        time.sleep(0.05)
+    shutil.rmtree(path)
 
 
 def _forget_local_client(store_dir: Path) -> None:

@@ -4,8 +4,10 @@ lock."""
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -25,7 +27,7 @@ from fixtures_corpus import (
     write_listing,
 )
 
-from assistant import lexical
+from assistant import lexical, store
 from assistant.chunks import chunk_id, chunk_paper, embed_text
 from assistant.corpus import Paper, load_papers, paper_id
 from assistant.embedding import get_embedder
@@ -339,6 +341,27 @@ def test_a_reset_cut_short_never_leaves_papers_without_chunks(settings, papers, 
     fewer = write_listing(tmp_path / "fewer.txt", papers[:5])
     run(settings, [fewer])
     assert_store_matches(settings, [fewer])
+
+
+def test_a_rebuild_outlasts_a_reader_that_writes_its_lock_file_meanwhile(tmp_path, monkeypatch):
+    """A reader of the index elsewhere (tantivy's reload watcher) may put a lock file into the
+    index directory while it is being removed: the removal goes on, not the ingest with a trace."""
+    index = tmp_path / "lexical"
+    index.mkdir()
+    (index / "meta.json").write_text("{}")
+    (tmp_path / "chroma.sqlite3").write_text("")
+    real, calls = shutil.rmtree, []
+
+    def racing(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            (Path(path) / ".tantivy-meta.lock").write_text("")
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", str(path))
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(store.shutil, "rmtree", racing)
+    store.wipe_local_store(tmp_path)
+    assert len(calls) == 2 and not index.exists() and not (tmp_path / "chroma.sqlite3").exists()
 
 
 def test_rebuild_refuses_a_directory_that_is_not_a_store(tmp_path, corpus):
