@@ -31,8 +31,14 @@ def warm_up() -> None:
 
 
 def child(store: Path, corpus: Path, batch: int) -> None:
+    import faulthandler
+
     from assistant.ingest import ingest
     from assistant.testing import make_settings
+
+    # An ingest here takes seconds; one still running after a minute is stuck (a lock held by a
+    # thread of the parent when it forked): its stacks go to the parent, which reports them.
+    faulthandler.dump_traceback_later(60, file=sys.stdout)
 
     settings = make_settings(store, embed_backend="hash", ingest_batch_papers=batch)
     started = time.perf_counter()

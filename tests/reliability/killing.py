@@ -83,7 +83,11 @@ class Zygote:
                 os.kill(pid, signal.SIGKILL)
         result = Run(code=0, killed_at=killed_at)
         while True:
-            line = self._next(timeout)
+            try:
+                line = self._next(timeout)
+            except AssertionError as exc:  # with what the child said (a hang prints its stack)
+                raise AssertionError(f"{exc} (pid {pid}, killed at {killed_at}); it said:\n"
+                                     + "\n".join(result.lines[-60:])) from None
             result.lines.append(line)
             if line.startswith("progress"):
                 result.progress += 1
