@@ -86,8 +86,10 @@ class Zygote:
             try:
                 line = self._next(timeout)
             except AssertionError as exc:  # with what the child said (a hang prints its stack)
-                raise AssertionError(f"{exc} (pid {pid}, killed at {killed_at}); it said:\n"
-                                     + "\n".join(result.lines[-60:])) from None
+                raise AssertionError(
+                    f"{exc} (pid {pid}, killed at {killed_at}); child {_proc_state(pid)}; "
+                    f"worker {_proc_state(self.proc.pid)}; it said:\n"
+                    + "\n".join(result.lines[-60:])) from None
             result.lines.append(line)
             if line.startswith("progress"):
                 result.progress += 1
@@ -103,6 +105,17 @@ class Zygote:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def _proc_state(pid: int) -> str:
+    """A process's state and where in the kernel it waits, for a failure message."""
+    try:
+        state = next(line.split(":", 1)[1].strip() for line in
+                     Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
+        return f"{state}, waiting in {wchan}"
+    except (OSError, StopIteration):
+        return "gone"
 
 
 def _phase(run_code: int, settings: Any, start_generation: int) -> str:
