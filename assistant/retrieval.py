@@ -147,8 +147,9 @@ def comparison_parts(question: str, names: Sequence[str]) -> list[list[str]]:
     coarse: list[str] = []
     for part in COMPARE_SEPARATOR.split(question):
         coarse += COMPARE_SPLIT.split(part) if any(n in part.lower() for n in named) else [part]
-    return [[p.strip() for p in parts if p.strip()]
-            for parts in (coarse, COMPARE_SPLIT.split(question))]
+    cuttings = [[p.strip() for p in parts if p.strip()]
+                for parts in (coarse, COMPARE_SPLIT.split(question))]
+    return cuttings[:1] if cuttings[0] == cuttings[1] else cuttings  # one search per part
 
 
 def classify(question: str, n_entities: int) -> QuestionKind:

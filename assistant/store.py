@@ -208,11 +208,12 @@ def _remove_tree(path: Path, attempts: int = 10) -> None:
         except FileNotFoundError:
             if not path.exists():
                 return
+            if attempt == attempts - 1:
+                raise
         except OSError as exc:
             if exc.errno != errno.ENOTEMPTY or attempt == attempts - 1:
                 raise
         time.sleep(0.05)
-    shutil.rmtree(path)
 
 
 def _forget_local_client(store_dir: Path) -> None:
