@@ -177,9 +177,10 @@ def _search(port: int, question: str) -> dict[str, Any]:
         return json.loads(r.read())
 
 
-def replicas(store_dir: Path, work: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
+def replicas(store_dir: Path, work: Path, questions: list[dict[str, Any]],
+             extra_env: dict[str, Any] | None = None) -> dict[str, Any]:
     """Two app processes on a Chroma server serving the store, sharing its lexical index read-only,
-    started one after the other."""
+    started one after the other. `extra_env`: more settings for both apps."""
     result: dict[str, Any] = {}
     lexical_dir = store_dir / "lexical"
     with chroma_server(store_dir, work / "replicas-chroma.log") as (url, server):
@@ -191,7 +192,7 @@ def replicas(store_dir: Path, work: Path, questions: list[dict[str, Any]]) -> di
                 port = free_port()
                 env = settings_env(home, chroma_url=url, port=port, auto_ingest="false",
                                    sentence_cache_max_papers=0, lexical_dir=lexical_dir,
-                                   lexical_read_only="true")
+                                   lexical_read_only="true", **(extra_env or {}))
                 log_file = (work / f"{name}.log").open("w")
                 t = time.perf_counter()
                 proc = subprocess.Popen([PYTHON, str(ROOT / "app.py")], env=env, cwd=ROOT,
