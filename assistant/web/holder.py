@@ -23,6 +23,7 @@ class EngineHolder:
         self._engine = engine
         self._ready = threading.Event()
         self.error: AssistantError | None = None
+        self._pending: bool | None = None  # background work not launched yet: ingest first?
         self.phase = "ready" if engine is not None else "starting"
         self.done = 0
         self.total = 0
@@ -31,16 +32,20 @@ class EngineHolder:
 
     # --- startup --------------------------------------------------------------------------
     @classmethod
-    def start(cls, settings: Settings, *, background_load: bool = False) -> EngineHolder:
+    def start(cls, settings: Settings, *, background_load: bool = False,
+              launch: bool = True) -> EngineHolder:
         """The holder of a serving process: on an empty store with `auto_ingest`, the index is
         built (then the engine loaded) in the background; otherwise the engine is loaded now, or
-        in the background with `background_load`."""
+        in the background with `background_load`. With `launch=False` the background work waits
+        for `launch()`."""
         holder = cls(settings)
         ingest_first = holder.check_store()
         if ingest_first:
             holder.phase = "building the index"
         if ingest_first or background_load:
-            holder.start_background(ingest_first=ingest_first)
+            holder._pending = ingest_first
+            if launch:
+                holder.launch()
         else:
             holder._engine = Engine(settings)
             holder.phase = "ready"
@@ -60,6 +65,12 @@ class EngineHolder:
                                  hint="build it with `assistant ingest`, or set "
                                       "ASSISTANT_AUTO_INGEST=true")
         return True
+
+    def launch(self) -> None:
+        """Start the background work `start(launch=False)` left waiting, if any."""
+        if self._pending is not None:
+            ingest_first, self._pending = self._pending, None
+            self.start_background(ingest_first=ingest_first)
 
     def start_background(self, *, ingest_first: bool) -> None:
         threading.Thread(target=self._load, args=(ingest_first,), name="engine-loader",

@@ -432,7 +432,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     auth = parse_ui_auth(settings.ui_auth)
     tracing.configure()  # on only with the OTEL_* settings
     holder = (EngineHolder(settings, engine) if engine is not None
-              else EngineHolder.start(settings, background_load=settings.background_load))
+              else EngineHolder.start(settings, background_load=settings.background_load,
+                                      launch=False))
     if holder.phase == "building the index":
         print(f"First start: building the index of {len(settings.corpus_paths)} corpus "
               "file(s) in the background; the page shows the progress.", flush=True)
@@ -483,6 +484,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                        timeout=settings.body_timeout, upload_bytes=settings.max_upload_bytes)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeadersMiddleware, headers=security_headers(settings))
+    # Only now: the model and index load would otherwise share the CPU (and the GIL) with building
+    # the page, which people wait for first (at 100k papers: page 2 s later, answers no sooner).
+    holder.launch()
     return app
 
 
