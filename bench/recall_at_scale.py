@@ -3,6 +3,11 @@ large stores (what the retriever uses there) against those fitted on the bundled
 the retrieval's own order (hybrid) and the search's (ordered by the relevance decision).
 
     .venv/bin/python bench/recall_at_scale.py build/bench/scale [--name recall-at-scale]
+        [--questions tests/data/blind/tune.jsonl [--protected-only]]
+
+--questions: another question set (issue 18's target is on the blind set's tune half);
+--protected-only keeps the questions whose gold papers no synthetic distractor borrows sentences
+from (bench/synthetic.py), as bench/fit_answers.py does when it fits the large-store weights.
 
 Writes bench/results/<name>.json.
 """
@@ -27,6 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path)
     parser.add_argument("--name", default="recall-at-scale")
+    parser.add_argument("--questions", type=Path, default=None,
+                        help="a JSONL question set (default: the development questions)")
+    parser.add_argument("--protected-only", action="store_true",
+                        help="only questions whose gold papers lend no sentence to a distractor")
     args = parser.parse_args()
     from assistant.corpus import normalize_title
     from assistant.engine import Engine
@@ -36,9 +45,20 @@ def main() -> None:
     retriever = engine.retriever
     in_effect = retriever.fusion_weights
     small = fitted_params().get("fusion", {})
-    questions = [q for q in load_dev_questions() if q.get("gold_titles")]
+    rows = load_dev_questions() if args.questions is None else [
+        json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines()
+        if line.strip()]
+    questions = [q for q in rows if q.get("gold_titles")]
+    if args.protected_only:
+        from bench.synthetic import protected_titles
+
+        protected = protected_titles()
+        questions = [q for q in questions
+                     if {normalize_title(t) for t in q["gold_titles"]} <= protected]
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "papers": engine.store.count_papers(),
-                 "questions": len(questions), "weights": {}}
+                 "questions": len(questions), "weights": {},
+                 "question_set": str(args.questions or "development questions"),
+                 "protected_only": args.protected_only}
     for name, weights in (("large-store weights", in_effect),
                           ("bundled-corpus weights", lambda kind: small.get(kind) or in_effect(kind))):
         retriever.fusion_weights = weights  # type: ignore[method-assign]
