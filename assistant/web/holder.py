@@ -11,6 +11,7 @@ from assistant.errors import AssistantError
 from assistant.ingest import ingest
 from assistant.settings import Settings
 from assistant.store import PaperStore
+from assistant.web.understanding import function_words
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class EngineHolder:
                 holder.launch()
         else:
             holder._engine = Engine(settings)
+            function_words()
             holder.phase = "ready"
             holder._ready.set()
         return holder
@@ -85,6 +87,7 @@ class EngineHolder:
                 log.info("ingest: %s", summary.line())
             self.phase = "loading the models"
             self._engine = Engine(self.settings)
+            function_words()  # its import, so that the first question does not wait for it
             self.phase = "ready"
             print(f"Ready: {self._engine.store.count_papers()} papers; answer mode: "
                   f"{self._engine.mode_label}", flush=True)

@@ -13,12 +13,19 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
 log = logging.getLogger(__name__)
 
-FUNCTION_WORDS = frozenset(ENGLISH_STOP_WORDS) | {
-    "tell", "explain", "say", "know", "does", "did", "paper", "papers", "study", "studies"}
+QUESTION_WORDS = frozenset({
+    "tell", "explain", "say", "know", "does", "did", "paper", "papers", "study", "studies"})
+
+
+@lru_cache(maxsize=1)
+def function_words() -> frozenset[str]:
+    """scikit-learn's English stop words plus the words of asking. Imported on first use: importing
+    sklearn takes 1.3 s, which an app would otherwise spend before serving its page."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) | QUESTION_WORDS
 
 WORD = re.compile(r"[^\W_][\w'’-]*")
 MIN_WORD_CHARS = 2
@@ -27,7 +34,8 @@ MIN_WORD_CHARS = 2
 def content_words(question: str) -> list[str]:
     """The question's words less the function words ("what", "is", "the", ...)."""
     words = [w.lower().strip("'’-") for w in WORD.findall(question)]
-    return [w for w in words if len(w) >= MIN_WORD_CHARS and w not in FUNCTION_WORDS]
+    stop = function_words()
+    return [w for w in words if len(w) >= MIN_WORD_CHARS and w not in stop]
 
 
 @lru_cache(maxsize=1)
